@@ -1,0 +1,22 @@
+"""The dead-letter record for an input that could not be decoded: original bytes kept, reason and origin added.
+
+The value and key are copied unchanged so a fixed record can be replayed as it was produced.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from projections.origin import Origin
+
+REASON, TOPIC, PARTITION, OFFSET, AT = "dlq_reason", "dlq_topic", "dlq_partition", "dlq_offset", "dlq_at"
+
+
+def deadletter_headers(headers, reason: str, origin: Origin, now: datetime | None = None) -> list[tuple[str, bytes]]:
+    """Original headers (minus any earlier dead-letter ones) plus the reason and origin."""
+    kept = [(k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in
+            (headers.items() if isinstance(headers, dict) else headers or [])
+            if not k.startswith("dlq_")]
+    return kept + [(REASON, reason.encode()[:10_000]), (TOPIC, origin.topic.encode()),
+                   (PARTITION, str(origin.partition).encode()), (OFFSET, str(origin.offset).encode()),
+                   (AT, (now or datetime.now(UTC)).isoformat().encode())]

@@ -1,0 +1,1 @@
+"""ClickHouse projections: numbered migrations, pure folds from events to rows, the store and the queries."""

@@ -1,0 +1,1 @@
+"""The cross-channel customer timeline: every interaction of a customer, on every channel, in time order."""

@@ -1,0 +1,67 @@
+"""Pure projection: an event (and where it was read) -> its timeline row. No I/O, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+import pyarrow as pa
+
+from projections.origin import Origin
+from schemas import events as ev
+from schemas.envelope import Event
+
+TABLE = "timeline"
+SCHEMA = pa.schema([
+    ("customer_id", pa.string()), ("time", pa.timestamp("ms", tz="UTC")), ("source", pa.string()),
+    ("event_id", pa.string()), ("type", pa.string()), ("kind", pa.string()), ("channel", pa.string()),
+    ("correlation_id", pa.string()), ("summary", pa.string()), ("data", pa.string()), ("topic", pa.string()),
+    ("partition", pa.uint32()), ("offset", pa.uint64()),
+])
+
+_SUMMARIES: dict[type[ev.Payload], Callable] = {
+    ev.MailSent: lambda d: f"letter {d.letter_id} sent to {d.address.one_line()}"
+                           + (f": {d.subject}" if d.subject else ""),
+    ev.MailReturned: lambda d: f"letter {d.letter_id} returned ({d.reason.value.replace('_', ' ')}) "
+                               f"from {d.address.one_line()}",
+    ev.CallStarted: lambda d: f"{d.direction} call {d.call_id}" + (f" in queue {d.queue}" if d.queue else ""),
+    ev.CallTransferred: lambda d: f"call {d.call_id} transferred {d.from_queue or '?'} -> {d.to_queue}"
+                                  + (f" ({d.reason})" if d.reason else ""),
+    ev.CallEnded: lambda d: f"call {d.call_id} ended after {d.duration_seconds}s, "
+                            + ("resolved" if d.resolved else "not resolved"),
+    ev.EmailReceived: lambda d: f"email from customer: {d.subject}",
+    ev.EmailSent: lambda d: f"email to customer: {d.subject}",
+    ev.MessageReceived: lambda d: f"customer: {d.text}",
+    ev.MessageSent: lambda d: f"{d.agent or 'agent'}: {d.text}",
+    ev.StoreVisited: lambda d: f"visited store {d.store_id}" + (f": {d.purpose}" if d.purpose else ""),
+    ev.WebPageViewed: lambda d: f"viewed {d.url}",
+    ev.BookingMade: lambda d: f"booked {d.product} ({d.booking_id}) for {d.amount} {d.currency}"
+                              + (f" with discount {d.discount_code}" if d.discount_code else ""),
+    ev.BookingChanged: lambda d: f"booking {d.booking_id} changed: {d.change}",
+    ev.FeedbackGiven: lambda d: f"{d.metric.value.upper()} {d.score}"
+                                + (f" about {d.about_channel}" if d.about_channel else "")
+                                + (f": {d.comment}" if d.comment else ""),
+    ev.PriceQuoted: lambda d: f"price for {d.subject}: {d.amount} {d.currency}",
+    ev.OfferMade: lambda d: f"offer {d.subject}: {d.terms}",
+    ev.AnswerGiven: lambda d: f"answer on {d.subject}: {d.answer}",
+    ev.CaseOpened: lambda d: f"case {d.case_id} opened: {d.intent}",
+    ev.CaseResolved: lambda d: f"case {d.case_id} resolved" + (f": {d.resolution}" if d.resolution else ""),
+    ev.AddressChanged: lambda d: f"address changed to {d.address.one_line()}",
+    ev.IdentityLinked: lambda d: f"{d.kind} {d.value} linked",
+}
+
+
+def summary(event: Event) -> str:
+    """One human line about the event, for the timeline."""
+    return _SUMMARIES[type(event.data)](event.data)
+
+
+def project(event: Event, origin: Origin) -> list[dict]:
+    """The timeline rows for one event: exactly one, carrying its id and origin."""
+    return [{
+        "customer_id": event.subject, "time": event.time, "source": event.source, "event_id": event.id,
+        "type": event.type, "kind": event.name, "channel": event.channel.value,
+        "correlation_id": event.correlationid or "", "summary": summary(event),
+        "data": orjson.dumps(event.data.model_dump(mode="json")).decode(),
+        "topic": origin.topic, "partition": origin.partition, "offset": origin.offset,
+    }]

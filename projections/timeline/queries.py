@@ -1,0 +1,23 @@
+"""Reads of the timeline projection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+from clickhouse_connect.driver.client import Client
+
+COLUMNS = ("time", "channel", "kind", "summary", "type", "event_id", "source", "correlation_id", "data",
+           "topic", "partition", "offset")
+
+
+def customer_timeline(client: Client, customer_id: str, since: datetime | None = None,
+                      limit: int = 10_000) -> list[dict]:
+    """The customer's interactions in time order, each event once (FINAL collapses duplicate deliveries)."""
+    where = "customer_id = {customer:String}" + (" AND time >= {since:DateTime64(3, 'UTC')}" if since else "")
+    result = client.query(
+        f"SELECT {', '.join(COLUMNS)} FROM timeline FINAL WHERE {where} "
+        "ORDER BY time, source, event_id LIMIT {limit:UInt32}",
+        parameters={"customer": customer_id, "since": since, "limit": limit})
+    return [{**dict(zip(COLUMNS, row)), "time": row[0].isoformat(), "data": orjson.loads(row[8])}
+            for row in result.result_rows]

@@ -1,0 +1,101 @@
+"""The one codec: Kafka record bytes <-> ``Event``. Nothing else in omnitrail touches raw event bytes.
+
+Both CloudEvents Kafka protocol binding modes are decoded:
+
+* **binary**: the value is the JSON ``data``; every other attribute is a ``ce_<name>`` header (UTF-8) and the
+  ``content-type`` header carries ``datacontenttype``.
+* **structured**: the value is the whole event as JSON; the ``content-type`` header is
+  ``application/cloudevents+json`` (a record without ``ce_`` headers is read as structured too).
+
+Encoding uses orjson; the key is always the customer id (``subject``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+
+from schemas.envelope import Event, InvalidEvent, parse_event
+
+Mode = Literal["binary", "structured"]
+Headers = list[tuple[str, bytes]]
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+MAX_RECORD_BYTES = 1_000_000  # an interaction event is small; anything bigger is a producer bug, not data
+
+
+class DecodeError(ValueError):
+    """A record that is not a valid event. ``reason`` says why, for the dead-letter topic."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What goes onto a Kafka topic for one event."""
+
+    key: bytes
+    value: bytes
+    headers: Headers
+
+
+def _dumps(obj) -> bytes:
+    return orjson.dumps(obj)
+
+
+def encode(event: Event, mode: Mode = "binary") -> Record:
+    """The Kafka record for ``event`` in the given CloudEvents mode."""
+    key = event.subject.encode()
+    if mode == "structured":
+        return Record(key, _dumps(event.model_dump(mode="json", exclude_none=True)),
+                      [("content-type", STRUCTURED_CONTENT_TYPE.encode())])
+    attrs = event.model_dump(mode="json", exclude_none=True, exclude={"data", "datacontenttype"})
+    headers = [(f"ce_{name}", str(value).encode()) for name, value in attrs.items()]
+    headers.append(("content-type", event.datacontenttype.encode()))
+    return Record(key, _dumps(event.data.model_dump(mode="json")), headers)
+
+
+def _header_dict(headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    out: dict[str, str] = {}
+    for name, raw in items:
+        try:
+            out[name.lower()] = (raw or b"").decode() if isinstance(raw, (bytes, bytearray)) else str(raw or "")
+        except UnicodeDecodeError:
+            raise DecodeError(f"header {name!r} is not valid UTF-8") from None
+    return out
+
+
+def decode(value: bytes | None,
+           headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None = None) -> Event:
+    """The event in a Kafka record (either mode), or ``DecodeError`` with the reason."""
+    if value is None:
+        raise DecodeError("record has no value (tombstone)")
+    if len(value) > MAX_RECORD_BYTES:
+        raise DecodeError(f"record value is {len(value)} bytes, over the {MAX_RECORD_BYTES} byte limit")
+    hdrs = _header_dict(headers)
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"value is not valid UTF-8 JSON: {exc}") from None
+    if "ce_specversion" in hdrs:
+        ctype = hdrs.get("content-type", "application/json").split(";")[0].strip()
+        if ctype != "application/json":
+            raise DecodeError(f"binary-mode content-type must be application/json, got {ctype!r}")
+        obj = {name[3:]: text for name, text in hdrs.items() if name.startswith("ce_")}
+        obj["datacontenttype"] = ctype
+        obj["data"] = body
+    else:
+        ctype = hdrs.get("content-type", STRUCTURED_CONTENT_TYPE).split(";")[0].strip()
+        if ctype != STRUCTURED_CONTENT_TYPE:
+            raise DecodeError(f"record has no ce_specversion header and content-type {ctype!r} "
+                              f"is not {STRUCTURED_CONTENT_TYPE}")
+        obj = body
+    try:
+        return parse_event(obj)
+    except InvalidEvent as exc:
+        raise DecodeError(f"invalid event: {exc}") from None

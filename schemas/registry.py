@@ -1,0 +1,15 @@
+"""Which payload model each CloudEvents ``type`` names, and the short names people type (``MailReturned``)."""
+
+from schemas.events import PAYLOADS, Payload
+
+BY_TYPE: dict[str, type[Payload]] = {p.type_name(): p for p in PAYLOADS}
+
+
+def payload_for(type_name: str) -> type[Payload]:
+    """The payload model of a full type (``omnitrail.MailReturned.v1``) or a short name (latest version)."""
+    if type_name in BY_TYPE:
+        return BY_TYPE[type_name]
+    latest = [p for p in PAYLOADS if p.name == type_name]
+    if latest:
+        return max(latest, key=lambda p: p.version)
+    raise KeyError(f"unknown event type {type_name!r}; known: {', '.join(sorted(BY_TYPE))}")

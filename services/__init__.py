@@ -1,0 +1,1 @@
+"""Everything that runs at the edges: producers, the CLI, the read API and the local stack."""

@@ -1,0 +1,72 @@
+"""The worker's small loopback read API, so other processes can read an embedded store the worker owns.
+
+GET /health                                    -> {"ok": true}
+GET /timeline/<customer>[?since=ISO&limit=N]   -> {"customer": ..., "events": [...]}
+Errors are JSON ``{"error": ...}`` with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
+
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from projections.timeline.queries import customer_timeline
+
+
+class ReadAPI:
+    """Serves reads from ``client`` on ``host:port`` in a daemon thread; ``port=0`` picks a free port."""
+
+    def __init__(self, client: Client, host: str, port: int):
+        lock = threading.Lock()  # one clickhouse client serves one query at a time
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet: the worker log is for the pipeline
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = orjson.dumps(body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                url = urlparse(self.path)
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                parts = [unquote(p) for p in url.path.strip("/").split("/")]
+                try:
+                    if parts == ["health"]:
+                        return self._send(200, {"ok": True})
+                    if len(parts) == 2 and parts[0] == "timeline" and parts[1]:
+                        since = datetime.fromisoformat(query["since"]) if "since" in query else None
+                        with lock:
+                            rows = customer_timeline(client, parts[1], since, int(query.get("limit", 10_000)))
+                        return self._send(200, {"customer": parts[1], "events": rows})
+                    return self._send(404, {"error": f"no such resource: {url.path}"})
+                except ValueError as exc:
+                    return self._send(400, {"error": str(exc)})
+                except Exception as exc:
+                    return self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, name="read-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ReadAPI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

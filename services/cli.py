@@ -1,0 +1,288 @@
+"""The ``omnitrail`` command line. Each command builds the one ``Settings`` object and passes it down."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from schemas.envelope import InvalidEvent
+from services.settings import Settings
+
+app = typer.Typer(help="omnitrail: event-sourced omnichannel customer-interaction log.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+stack_app = typer.Typer(help="The local stack: a Kafka-protocol broker on loopback.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Published JSON Schemas of the event types.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(schemas_app, name="schemas")
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+# --- producing -----------------------------------------------------------------------------------------------------
+@app.command()
+def emit(
+    type_: Annotated[Optional[str], typer.Option("--type", "-t", help="Event type, e.g. MailReturned")] = None,
+    customer: Annotated[Optional[str], typer.Option("--customer", "-c", help="Customer id (subject)")] = None,
+    channel: Annotated[Optional[str], typer.Option(help="Channel, e.g. mail, phone, twitter")] = None,
+    data: Annotated[str, typer.Option(help="Payload as a JSON object")] = "{}",
+    id_: Annotated[Optional[str], typer.Option("--id", help="Event id (default: a new UUID)")] = None,
+    time_: Annotated[Optional[str], typer.Option("--time", help="RFC 3339 time (default: now)")] = None,
+    correlation_id: Annotated[Optional[str], typer.Option(help="Journey or case id")] = None,
+    causation_id: Annotated[Optional[str], typer.Option(help="Id of the event that caused this one")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="JSONL file of events ('-' = stdin)")] = None,
+) -> None:
+    """Publish one event from options, or many from a JSONL file. Nothing is published if any input is invalid."""
+    from services.emit import event_from_input, events_from_jsonl
+    from services.publisher import Publisher, PublishError
+
+    settings = Settings()
+    if file is not None:
+        if type_ or customer or channel:
+            fail("give either --file or --type/--customer/--channel, not both", 2)
+        text = sys.stdin.read() if str(file) == "-" else file.read_text() if file.exists() else None
+        if text is None:
+            fail(f"no such file: {file}", 2)
+        events, errors = events_from_jsonl(text.splitlines(), settings.source)
+    else:
+        missing = [n for n, v in (("--type", type_), ("--customer", customer), ("--channel", channel)) if not v]
+        if missing:
+            fail(f"missing {', '.join(missing)} (or use --file)", 2)
+        try:
+            obj = {"type": type_, "customer": customer, "channel": channel, "data": orjson.loads(data),
+                   "id": id_, "time": time_, "correlationid": correlation_id, "causationid": causation_id}
+            events, errors = [event_from_input({k: v for k, v in obj.items() if v is not None}, settings.source)], []
+        except orjson.JSONDecodeError as exc:
+            events, errors = [], [f"--data: not valid JSON: {exc}"]
+        except InvalidEvent as exc:
+            events, errors = [], exc.problems
+    if errors:
+        for problem in errors:
+            err.print(f"[red]invalid:[/red] {problem}", highlight=False)
+        fail(f"{len(errors)} problem(s); nothing was published")
+    try:
+        with Publisher(settings) as publisher:
+            count = publisher.publish_many(events)
+    except PublishError as exc:
+        fail(str(exc))
+    out.print(f"published {count} event(s)")
+
+
+@app.command()
+def topics() -> None:
+    """Create omnitrail's Kafka topics (one per channel, and the dead-letter topic) if they are missing."""
+    from services.topics import all_topics, ensure_topics
+
+    settings = Settings()
+    try:
+        created = ensure_topics(settings)
+    except ConnectionError as exc:
+        fail(str(exc))
+    for name in all_topics(settings):
+        out.print(f"{name}: {'created' if name in created else 'exists'}")
+
+
+# --- the local stack -----------------------------------------------------------------------------------------------
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start the local broker (noida-db) on the bootstrap address and create the topics."""
+    from services.stack import local_broker
+    from services.topics import ensure_topics
+
+    settings = Settings()
+    broker = local_broker(settings)
+    was_running = broker.pid() is not None
+    broker.start()
+    ensure_topics(settings)
+    out.print(f"broker {'already running' if was_running else 'started'} on {broker.bootstrap} "
+              f"(pid {broker.pid()}, data in {broker.data_dir})")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the local broker (SIGINT: it saves its data first)."""
+    from services.stack import local_broker
+
+    stopped = local_broker(Settings()).stop()
+    out.print("broker stopped" if stopped else "broker was not running")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show whether the local broker and the worker's read API are up."""
+    from services.reader import _api_get
+    from services.stack import local_broker
+
+    settings = Settings()
+    broker = local_broker(settings)
+    pid = broker.pid()
+    out.print(f"broker: {'running, pid ' + str(pid) if pid else 'stopped'} ({broker.bootstrap})")
+    out.print(f"worker read API: {'up' if _api_get(settings, '/health', 2) else 'down'} ({settings.api_url})")
+    out.print(f"clickhouse: {settings.store_url}")
+
+
+# --- projections -----------------------------------------------------------------------------------------------------
+@app.command()
+def migrate() -> None:
+    """Apply the projections' pending migrations."""
+    from projections.migrate import migrate as apply
+    from projections.store import StoreLocked, connect
+
+    settings = Settings()
+    try:
+        client = connect(settings.store_url)
+    except StoreLocked as exc:
+        fail(f"{exc}; the worker applies migrations itself when it starts")
+    applied = apply(client)
+    for m in applied:
+        out.print(f"applied {m.projection}/{m.version:04d}_{m.name}")
+    out.print(f"{len(applied)} migration(s) applied; the store is up to date")
+
+
+@app.command()
+def worker(loglevel: Annotated[str, typer.Option(help="Log level")] = "info") -> None:
+    """Run the projection worker: topics -> projections, plus the read API on the loopback address."""
+    import faust
+
+    from consumers.app import create_app
+    from projections.migrate import migrate as apply
+    from projections.store import StoreLocked, connect
+    from projections.writer import ProjectionWriter
+    from services.api import ReadAPI
+    from services.topics import ensure_topics
+
+    settings = Settings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        ensure_topics(settings)
+        write_client = connect(settings.store_url)
+    except (ConnectionError, StoreLocked) as exc:
+        fail(str(exc))
+    apply(write_client)
+    api = ReadAPI(connect(settings.store_url), settings.api_host, settings.api_port).start()
+    logging.getLogger("omnitrail").info("read API on %s", api.url)
+    faust_app = create_app(settings, ProjectionWriter(write_client))
+    faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+
+
+# --- reading ---------------------------------------------------------------------------------------------------------
+@app.command()
+def timeline(
+    customer: Annotated[str, typer.Argument(help="Customer id")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    since: Annotated[Optional[datetime], typer.Option(help="Only events at or after this time (UTC if no zone)")] = None,
+) -> None:
+    """Show a customer's interactions on every channel, in time order."""
+    from services.reader import ReaderError, read_timeline
+
+    settings = Settings()
+    if since is not None and since.tzinfo is None:
+        from datetime import UTC
+        since = since.replace(tzinfo=UTC)
+    try:
+        rows = read_timeline(settings, customer, since)
+    except ReaderError as exc:
+        fail(str(exc))
+    if as_json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    print_timeline(customer, rows)
+
+
+def print_timeline(customer: str, rows: list[dict]) -> None:
+    table = Table(title=f"Timeline of {customer} ({len(rows)} events)", title_justify="left")
+    for name in ("time", "channel", "kind", "summary"):
+        table.add_column(name, overflow="fold", no_wrap=name != "summary")
+    for row in rows:
+        table.add_row(row["time"][:19].replace("T", " "), row["channel"], row["kind"], row["summary"])
+    out.print(table)
+
+
+# --- schemas -----------------------------------------------------------------------------------------------------------
+@schemas_app.command("publish")
+def schemas_publish() -> None:
+    """Write the JSON Schemas of new event types into schemas/json (published ones are never rewritten)."""
+    from schemas.published import publish
+
+    try:
+        written = publish()
+    except RuntimeError as exc:
+        fail(str(exc))
+    out.print(f"{len(written)} schema(s) written" + "".join(f"\n  {p}" for p in written))
+
+
+# --- the demo ------------------------------------------------------------------------------------------------------------
+@app.command()
+def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after printing")] = True) -> None:
+    """Start the local stack and a worker, publish the demo stories, print the demo customers' timelines."""
+    from services import demo as stories
+    from services.publisher import Publisher
+    from services.reader import _api_get, read_timeline
+    from services.stack import local_broker
+    from services.topics import ensure_topics
+
+    settings = Settings()
+    broker = local_broker(settings)
+    started_broker = broker.pid() is None
+    if _api_get(settings, "/health", 2):
+        fail(f"a worker already answers at {settings.api_url}; stop it first (or set OMNITRAIL_API_PORT)")
+    worker_proc = None
+    try:
+        broker.start()
+        ensure_topics(settings)
+        out.print(f"broker on {broker.bootstrap}; starting the worker (log: {settings.state_dir / 'worker.log'})")
+        log = open(settings.state_dir / "worker.log", "ab")
+        worker_proc = subprocess.Popen([sys.executable, "-m", "services", "worker"], stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not _api_get(settings, "/health", 2):
+            if worker_proc.poll() is not None or time.monotonic() > deadline:
+                fail(f"the worker did not start; see {settings.state_dir / 'worker.log'}")
+            time.sleep(0.2)
+        events = stories.all_events()
+        with Publisher(settings) as publisher:
+            publisher.publish_many(events)
+        out.print(f"published {len(events)} demo events")
+        expected = {c: sum(e.subject == c for e in events) for c in stories.CUSTOMERS}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            timelines = {c: read_timeline(settings, c) for c in stories.CUSTOMERS}
+            if all(len(timelines[c]) >= n for c, n in expected.items()):
+                break
+            time.sleep(0.3)
+        for customer in stories.CUSTOMERS:
+            print_timeline(customer, timelines[customer])
+        if keep_running:
+            out.print(f"The worker keeps running: try `omnitrail timeline {stories.HOTEL_CUSTOMER}` in another "
+                      "shell, or emit events. Ctrl-C stops everything this command started.")
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as cleanly as Ctrl-C
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if worker_proc is not None and worker_proc.poll() is None:
+            worker_proc.send_signal(signal.SIGTERM)
+            try:
+                worker_proc.wait(30)
+            except subprocess.TimeoutExpired:
+                worker_proc.kill()
+        if started_broker:
+            broker.stop()
+        out.print("stopped")

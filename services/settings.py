@@ -1,0 +1,83 @@
+"""The one settings object, built once at an entry point (CLI command, worker, test fixture) and passed down.
+
+Every field can be set from the environment with the ``OMNITRAIL_`` prefix, e.g. ``OMNITRAIL_KAFKA_BOOTSTRAP``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, computed_field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.channels import Channel
+
+
+class Settings(BaseSettings):
+    """Frozen runtime configuration of omnitrail.
+
+    * ``state_dir``: where local state lives: the local broker's data (``broker/``), the embedded ClickHouse
+      (``clickhouse/``), pid files. Default ``./.omnitrail``.
+    * ``kafka_bootstrap``: Kafka bootstrap servers (``host:port[,host:port]``). ``omnitrail stack up`` starts a
+      local broker on this address when it is on loopback.
+    * ``clickhouse_url``: ``chdb:///abs/path`` (embedded ClickHouse, owned by one process: the worker serves reads
+      to other processes over the read API) or ``http(s)://user:password@host:8123/database`` for a server, which
+      every process connects to directly. Empty means ``chdb://<state_dir>/clickhouse``.
+    * ``topic_prefix``: channel topics are ``<prefix>.<channel>``; the dead-letter topic is ``<prefix>.deadletter``.
+    * ``partitions`` / ``replication_factor``: used when omnitrail creates its topics (never broker auto-create).
+    * ``event_mode``: CloudEvents Kafka mode the producers write (``binary`` or ``structured``); both are read.
+    * ``source``: CloudEvents ``source`` of events emitted by this process.
+    * ``consumer_group``: the faust application id (Kafka consumer group) of the projection worker.
+    * ``batch_size`` / ``batch_seconds``: the worker writes projected rows in batches of up to this many events or
+      after this many seconds, whichever comes first.
+    * ``api_host`` / ``api_port``: the worker's loopback read API.
+    * ``session_timeout_ms``: Kafka consumer session timeout (>= 6000 for the local brokers).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OMNITRAIL_", frozen=True, extra="ignore")
+
+    state_dir: Path = Path(".omnitrail")
+    kafka_bootstrap: str = "127.0.0.1:29092"
+    clickhouse_url: str = ""
+    topic_prefix: str = Field(default="omnitrail", pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(default=3, ge=1, le=1000)
+    replication_factor: int = Field(default=1, ge=1)
+    event_mode: Literal["binary", "structured"] = "binary"
+    source: str = "/omnitrail/cli"
+    consumer_group: str = "omnitrail-projections"
+    batch_size: int = Field(default=500, ge=1)
+    batch_seconds: float = Field(default=0.2, gt=0)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8765, ge=0, le=65535)
+    session_timeout_ms: int = Field(default=10_000, ge=6000)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @computed_field
+    @property
+    def store_url(self) -> str:
+        """The ClickHouse URL in effect."""
+        return self.clickhouse_url or f"chdb://{self.state_dir / 'clickhouse'}"
+
+    @property
+    def embedded_store(self) -> bool:
+        return self.store_url.startswith("chdb://")
+
+    def channel_topic(self, channel: Channel | str) -> str:
+        return f"{self.topic_prefix}.{Channel(channel).value}"
+
+    @property
+    def channel_topics(self) -> list[str]:
+        return [self.channel_topic(c) for c in Channel]
+
+    @property
+    def deadletter_topic(self) -> str:
+        return f"{self.topic_prefix}.deadletter"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"

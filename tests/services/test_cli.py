@@ -1,0 +1,80 @@
+"""End to end through the `omnitrail` command line: emit -> worker -> timeline, on real engines."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from tests.support.events import journey
+from tests.support.kafka import end_offsets
+from tests.support.wait import wait_until
+from tests.support.worker import run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def jsonl(events) -> str:
+    return "\n".join(e.model_dump_json() for e in events) + "\n"
+
+
+def timeline_json(settings, customer: str) -> list[dict]:
+    result = run_cli(settings, "timeline", customer, "--json")
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout)
+
+
+def test_emitted_events_show_in_the_timeline_complete_ordered_and_once(settings, worker, tmp_path):
+    events = {c: journey(c) for c in ("cli-1", "cli-2", "cli-3")}
+    shuffled = [e for trio in zip(*events.values()) for e in reversed(trio)]  # interleaved customers
+    path = tmp_path / "events.jsonl"
+    path.write_text(jsonl(shuffled))
+    started = time.monotonic()
+    assert run_cli(settings, "emit", "--file", str(path)).returncode == 0
+    # The same event emitted twice, once more from options: it must still show once.
+    again = events["cli-1"][3]
+    result = run_cli(settings, "emit", "--type", "PriceQuoted", "--customer", "cli-1", "--channel", "phone",
+                     "--id", again.id, "--time", again.time.isoformat(), "--data",
+                     again.data.model_dump_json())
+    assert result.returncode == 0, result.stderr
+    # The CLI's default source differs from the test events' source, so use the file path for a true duplicate.
+    assert run_cli(settings, "emit", "--file", str(path)).returncode == 0
+
+    for customer, expected in events.items():
+        rows = wait_until(lambda: len(r := timeline_json(settings, customer)) >= len(expected) and r, timeout=15)
+        mine = [r for r in rows if r["source"].startswith("/test/")]
+        assert [r["event_id"] for r in mine] == [e.id for e in expected]
+        assert [r["time"] for r in rows] == sorted(r["time"] for r in rows)
+        assert len({r["channel"] for r in rows}) >= 4
+    assert time.monotonic() - started < 30
+    # the option-emitted event has the CLI's own source: a distinct event, shown once, at its time
+    cli_rows = [r for r in timeline_json(settings, "cli-1") if r["source"] == settings.source]
+    assert [r["event_id"] for r in cli_rows] == [again.id]
+
+
+def test_invalid_input_names_every_bad_field_and_publishes_nothing(settings, tmp_path):
+    good = journey("bad-1")[0].model_dump(mode="json")
+    bad = {**good, "id": "x2", "data": {**good["data"], "letter_id": ""}, "channel": "pigeon"}
+    unknown = {**good, "id": "x3", "type": "LetterEaten"}
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(orjson.dumps(o).decode() for o in (good, bad, unknown)) + "\n{not json\n")
+    before = end_offsets(settings.kafka_bootstrap, settings.channel_topic("mail"), settings.partitions)
+
+    result = run_cli(settings, "emit", "--file", str(path))
+    assert result.returncode == 1
+    for expected in ("line 2: channel", "line 2: data.letter_id", "line 3: type: unknown event type",
+                     "line 4: not valid JSON", "nothing was published"):
+        assert expected in result.stderr
+    result = run_cli(settings, "emit", "-t", "FeedbackGiven", "-c", "bad-1", "--channel", "survey",
+                     "--data", '{"survey_id": "s", "metric": "nps", "score": 11}')
+    assert result.returncode == 1 and "outside the nps scale 0..10" in result.stderr
+    assert end_offsets(settings.kafka_bootstrap, settings.channel_topic("mail"), settings.partitions) == before
+
+
+def test_timeline_reads_the_store_directly_when_no_worker_runs(settings):
+    result = run_cli(settings, "timeline", "nobody", "--json")
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout) == []
+    table = run_cli(settings, "timeline", "nobody")
+    assert "Timeline of nobody (0 events)" in table.stdout

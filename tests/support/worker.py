@@ -1,0 +1,58 @@
+"""Runs `omnitrail worker` as a real subprocess configured from a Settings object, for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from services.reader import _api_get
+from services.settings import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The OMNITRAIL_ environment that rebuilds ``settings`` in another process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNITRAIL_")}
+    for name, value in settings.model_dump(mode="json", exclude={"store_url"}).items():
+        env[f"OMNITRAIL_{name.upper()}"] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return env
+
+
+def run_cli(settings: Settings, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "services", *args], env=settings_env(settings), input=input,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class WorkerProcess:
+    """A projection worker subprocess; ``start`` waits until its read API answers."""
+
+    def __init__(self, settings: Settings, log: Path):
+        self.settings, self.log = settings, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> WorkerProcess:
+        self.proc = subprocess.Popen([sys.executable, "-m", "services", "worker"], env=settings_env(self.settings),
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not _api_get(self.settings, "/health", 1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
