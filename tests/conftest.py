@@ -9,14 +9,15 @@ import pytest
 from services.settings import Settings
 from services.stack import free_port
 from services.topics import ensure_topics
-from tests.support.brokers import running_broker, running_clickhouse
+from tests.support.brokers import docker_enabled, running_broker, running_clickhouse
 from tests.support.worker import WorkerProcess
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory) -> str:
-    """Bootstrap address of a fresh local broker for this test module."""
-    with running_broker("noida", tmp_path_factory.mktemp("broker")) as bootstrap:
+    """Bootstrap address of a fresh broker for this test module: noida-db, or Apache Kafka where Docker is enabled."""
+    kind = "kafka-container" if docker_enabled() else "noida"
+    with running_broker(kind, tmp_path_factory.mktemp("broker")) as bootstrap:
         yield bootstrap
 
 

@@ -1,0 +1,1 @@
+"""omnitrail benchmarks: ``python -m bench.run`` (see ``bench/run.py``)."""

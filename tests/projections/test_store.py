@@ -1,0 +1,84 @@
+"""The store port, migrations, writer and timeline query against a real ClickHouse (chdb, or a server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from projections.migrate import Migration, discover, migrate
+from projections.origin import Origin
+from projections.store import connect
+from projections.timeline.queries import customer_timeline
+from projections.writer import ProjectionWriter
+from tests.support.brokers import running_clickhouse
+from tests.support.events import journey
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    with running_clickhouse(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def client(store_url):
+    c = connect(store_url)
+    yield c
+    c.close()
+
+
+def test_migrations_apply_once_and_refuse_edits(client):
+    applied = migrate(client)
+    assert [(m.projection, m.version) for m in applied] == [(m.projection, m.version) for m in discover()]
+    assert ("timeline", 1) in {(m.projection, m.version) for m in applied}
+    assert migrate(client) == []
+    first = discover()[0]
+    edited = Migration(first.projection, first.version, first.name, first.sql + "\n-- edited")
+    with pytest.raises(RuntimeError, match="never edited"):
+        migrate(client, [edited])
+
+
+def test_duplicate_deliveries_read_once_in_time_order(client):
+    migrate(client)
+    events = journey("s-1") + journey("s-2")
+    batch = [(e, Origin("omnitrail.x", 0, i)) for i, e in enumerate(events)]
+    writer = ProjectionWriter(client)
+    assert writer.write(batch) == len(events)
+    writer.write(list(reversed(batch[:4])))  # redelivered after a crash, in another batch
+    rows = customer_timeline(client, "s-1")
+    assert [r["event_id"] for r in rows] == [e.id for e in journey("s-1")]
+    assert rows[0]["offset"] == 0 and rows[0]["topic"] == "omnitrail.x"
+    since = journey("s-1")[5].time
+    assert [r["event_id"] for r in customer_timeline(client, "s-1", since)] == [e.id for e in journey("s-1")[5:]]
+
+
+def test_writer_retries_until_the_store_accepts(client):
+    # The table is missing at first (as after a failed write); the writer must wait, not drop the batch.
+    events = journey("s-3")
+    writer = ProjectionWriter(client, max_backoff=0.2)
+    creator = threading.Timer(0.5, migrate, args=(client,))
+    creator.start()
+    started = time.monotonic()
+    writer.write([(e, Origin("t", 0, i)) for i, e in enumerate(events)])
+    assert time.monotonic() - started >= 0.4
+    assert len(customer_timeline(client, "s-3")) == len(events)
+
+
+def test_a_second_process_cannot_open_an_embedded_store_in_use(client, store_url):
+    if not store_url.startswith("chdb://"):
+        pytest.skip("only an embedded store is owned by one process")
+    code = ("from projections.store import StoreLocked, connect\n"
+            f"try:\n    connect({store_url!r})\nexcept StoreLocked as e:\n    print('locked:', e)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "locked:" in result.stdout and "is the worker running?" in result.stdout
+
+
+def test_unknown_url_scheme_is_a_clear_error():
+    with pytest.raises(ValueError, match="use chdb:///abs/path or http"):
+        connect("postgres://localhost/x")
