@@ -43,18 +43,24 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
     async def project_events(stream):
         loop = asyncio.get_running_loop()
         async for records in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            batch = []
+            batch, messages = [], []
             for record in records:
                 msg = record.message
                 origin = Origin(msg.topic, msg.partition, msg.offset)
                 try:
                     batch.append((decode(msg.value, msg.headers), origin))
+                    messages.append(msg)
                 except DecodeError as exc:
-                    log.warning("dead-lettering %s: %s", origin, exc.reason)
-                    sent = await deadletter.send(key=msg.key, value=msg.value,
-                                                 headers=deadletter_headers(msg.headers, exc.reason, origin))
-                    await sent  # delivered before the offset can be committed
+                    await dead_letter(msg, origin, exc.reason)
             if batch:
-                await loop.run_in_executor(None, writer.write, batch)
+                failed = await loop.run_in_executor(None, writer.write, batch)
+                for i, reason in failed.items():
+                    await dead_letter(messages[i], batch[i][1], reason)
+
+    async def dead_letter(msg, origin: Origin, reason: str) -> None:
+        log.warning("dead-lettering %s: %s", origin, reason)
+        sent = await deadletter.send(key=msg.key, value=msg.value,
+                                     headers=deadletter_headers(msg.headers, reason, origin))
+        await sent  # delivered before the offset can be committed
 
     return app

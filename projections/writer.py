@@ -26,16 +26,28 @@ class ProjectionWriter:
         self._client = client
         self._projections = list(PROJECTIONS.values()) if projections is None else list(projections)
         self._max_backoff = max_backoff
+        self._schemas = {p.table: p.schema for p in self._projections}
 
-    def write(self, batch: Sequence[tuple[Event, Origin]]) -> int:
-        """Project and insert the batch; retry with exponential backoff until it is stored. Returns rows written."""
-        written = 0
+    def write(self, batch: Sequence[tuple[Event, Origin]]) -> dict[int, str]:
+        """Project and insert the batch, retrying the inserts with backoff until they are stored.
+
+        Returns the events no projection could be applied to (batch index -> reason): a projection bug on one
+        event must not stop the stream, so the caller dead-letters those and the rest is written.
+        """
+        failed: dict[int, str] = {}
+        tables = []
         for projection in self._projections:
-            rows = [row for event, origin in batch for row in projection.project(event, origin)]
+            rows = []
+            for i, (event, origin) in enumerate(batch):
+                try:
+                    rows += projection.project(event, origin)
+                except Exception as exc:
+                    failed[i] = f"projection {projection.name} failed: {type(exc).__name__}: {exc}"
+            tables.append((projection.table, rows))
+        for table, rows in tables:
             if rows:
-                self._insert(projection.table, to_arrow(rows, projection.schema))
-                written += len(rows)
-        return written
+                self._insert(table, to_arrow(rows, self._schemas[table]))
+        return failed
 
     def _insert(self, table: str, data) -> None:
         delay = 0.1

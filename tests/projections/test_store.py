@@ -11,6 +11,7 @@ import pytest
 
 from projections.migrate import Migration, discover, migrate
 from projections.origin import Origin
+from projections.registry import PROJECTIONS, Projection
 from projections.store import connect
 from projections.timeline.queries import customer_timeline
 from projections.writer import ProjectionWriter
@@ -49,7 +50,7 @@ def test_duplicate_deliveries_read_once_in_time_order(client):
     events = journey("s-1") + journey("s-2")
     batch = [(e, Origin("omnitrail.x", 0, i)) for i, e in enumerate(events)]
     writer = ProjectionWriter(client)
-    assert writer.write(batch) == len(events)
+    assert writer.write(batch) == {}
     writer.write(list(reversed(batch[:4])))  # redelivered after a crash, in another batch
     rows = customer_timeline(client, "s-1")
     assert [r["event_id"] for r in rows] == [e.id for e in journey("s-1")]
@@ -82,3 +83,19 @@ def test_a_second_process_cannot_open_an_embedded_store_in_use(client, store_url
 def test_unknown_url_scheme_is_a_clear_error():
     with pytest.raises(ValueError, match="use chdb:///abs/path or http"):
         connect("postgres://localhost/x")
+
+
+def test_an_event_a_projection_cannot_fold_is_reported_and_the_rest_written(client):
+    migrate(client)
+    timeline = PROJECTIONS["timeline"]
+
+    def fragile(event, origin):
+        if event.name == "CallEnded":
+            raise ValueError("boom")
+        return timeline.project(event, origin)
+
+    events = journey("s-4")
+    writer = ProjectionWriter(client, [Projection("fragile", timeline.table, timeline.schema, fragile)])
+    failed = writer.write([(e, Origin("t", 0, i)) for i, e in enumerate(events)])
+    assert failed == {4: "projection fragile failed: ValueError: boom"}
+    assert len(customer_timeline(client, "s-4")) == len(events) - 1

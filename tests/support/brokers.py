@@ -87,24 +87,35 @@ def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     proc.wait()
 
 
-@contextmanager
-def _tansu(workdir: Path, timeout: float) -> Iterator[str]:
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"  # loopback only: the default listener is 0.0.0.0:9092
-    log_path = workdir / f"tansu-{port}.log"
+def _start_tansu(workdir: Path, timeout: float, attempts: int = 3) -> tuple[subprocess.Popen, str]:
+    """Start Tansu on a free loopback port; retry on a new port if another process took it before Tansu bound it."""
     env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV} | {"NO_COLOR": "1"}  # plain-text log
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--cluster-id", "omnitrail-test", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-    try:
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        url = f"tcp://127.0.0.1:{port}"  # loopback only: the default listener is 0.0.0.0:9092
+        log_path = workdir / f"tansu-{port}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [str(tansu_binary()), "broker", "--cluster-id", "omnitrail-test", "--listener-url", url,
+                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         try:
             wait_for_metadata(f"127.0.0.1:{port}", timeout, alive=lambda: proc.poll() is None)
+            return proc, f"127.0.0.1:{port}"
         except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"tansu did not start ({exc}; exit code {proc.poll()}); log {log_path}:\n"
+            _stop(proc)
+            if attempt < attempts and "AddrInUse" in _tail(log_path):
+                continue
+            raise RuntimeError(f"tansu did not start ({exc}; exit code {proc.returncode}); log {log_path}:\n"
                                f"{_tail(log_path)}") from None
-        yield f"127.0.0.1:{port}"
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _tansu(workdir: Path, timeout: float) -> Iterator[str]:
+    proc, bootstrap = _start_tansu(workdir, timeout)
+    try:
+        yield bootstrap
     finally:
         _stop(proc)
 
