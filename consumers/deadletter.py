@@ -17,6 +17,6 @@ def deadletter_headers(headers, reason: str, origin: Origin, now: datetime | Non
     kept = [(k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in
             (headers.items() if isinstance(headers, dict) else headers or [])
             if not k.startswith("dlq_")]
-    return kept + [(REASON, reason.encode()[:10_000]), (TOPIC, origin.topic.encode()),
+    return kept + [(REASON, reason.encode()[:10_000].decode(errors="ignore").encode()), (TOPIC, origin.topic.encode()),
                    (PARTITION, str(origin.partition).encode()), (OFFSET, str(origin.offset).encode()),
                    (AT, (now or datetime.now(UTC)).isoformat().encode())]

@@ -5,7 +5,8 @@ Both CloudEvents Kafka protocol binding modes are decoded:
 * **binary**: the value is the JSON ``data``; every other attribute is a ``ce_<name>`` header (UTF-8) and the
   ``content-type`` header carries ``datacontenttype``.
 * **structured**: the value is the whole event as JSON; the ``content-type`` header is
-  ``application/cloudevents+json`` (a record without ``ce_`` headers is read as structured too).
+  ``application/cloudevents+json``. As the binding says, that content-type decides the mode; a record with
+  neither it nor ``ce_`` headers is read as structured too.
 
 Encoding uses orjson; the key is always the customer id (``subject``).
 """
@@ -82,19 +83,20 @@ def decode(value: bytes | None,
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"value is not valid UTF-8 JSON: {exc}") from None
-    if "ce_specversion" in hdrs:
-        ctype = hdrs.get("content-type", "application/json").split(";")[0].strip()
-        if ctype != "application/json":
+    ctype = hdrs.get("content-type", "").split(";")[0].strip()
+    if ctype.startswith("application/cloudevents") or (not ctype and "ce_specversion" not in hdrs):
+        if ctype not in ("", STRUCTURED_CONTENT_TYPE):
+            raise DecodeError(f"structured-mode content-type must be {STRUCTURED_CONTENT_TYPE}, got {ctype!r}")
+        obj = body
+    elif "ce_specversion" in hdrs:
+        if ctype not in ("", "application/json"):
             raise DecodeError(f"binary-mode content-type must be application/json, got {ctype!r}")
         obj = {name[3:]: text for name, text in hdrs.items() if name.startswith("ce_")}
-        obj["datacontenttype"] = ctype
+        obj["datacontenttype"] = ctype or "application/json"
         obj["data"] = body
     else:
-        ctype = hdrs.get("content-type", STRUCTURED_CONTENT_TYPE).split(";")[0].strip()
-        if ctype != STRUCTURED_CONTENT_TYPE:
-            raise DecodeError(f"record has no ce_specversion header and content-type {ctype!r} "
-                              f"is not {STRUCTURED_CONTENT_TYPE}")
-        obj = body
+        raise DecodeError(f"record has no ce_specversion header and content-type {ctype!r} "
+                          f"is not {STRUCTURED_CONTENT_TYPE}")
     try:
         return parse_event(obj)
     except InvalidEvent as exc:

@@ -27,7 +27,8 @@ from typing import Any, Literal
 
 from functools import cache
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model,
+                      field_validator)
 
 from schemas.channels import Channel
 from schemas.events import Payload
@@ -58,6 +59,12 @@ class Event(BaseModel):
     correlationid: str | None = Field(default=None, min_length=1, max_length=200)
     causationid: str | None = Field(default=None, min_length=1, max_length=200)
     data: SerializeAsAny[Payload]
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        # Stored and sent in UTC: an offset with seconds (historic zones) would not survive RFC 3339 text.
+        return v.astimezone(UTC)
 
     @property
     def customer_id(self) -> str:
@@ -94,7 +101,7 @@ def typed_event(type_name: str) -> type[Event]:
     if type_name != payload.type_name():
         raise KeyError(f"type must be a full versioned type such as {payload.type_name()!r}, not {type_name!r}")
     return create_model(f"{payload.name}V{payload.version}Event", __base__=Event,
-                        type=(Literal[type_name], type_name), data=(payload, ...))
+                        type=(Literal[type_name], ...), data=(payload, ...))
 
 
 def parse_event(obj: object) -> Event:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Id = Field(min_length=1, max_length=200)
 Text = Field(default="", max_length=10_000)
@@ -189,16 +189,19 @@ class FeedbackGiven(Payload):
 
     survey_id: str = Id
     metric: FeedbackMetric
-    score: int
+    score: int = Field(description="On the metric's scale: NPS 0..10, CES 1..7, CSAT 1..5.")
     about_channel: str | None = Field(default=None, description="The channel the feedback is about, if known.")
     comment: str = Text
 
-    @model_validator(mode="after")
-    def _score_on_scale(self):
-        low, high = FEEDBACK_SCALE[self.metric]
-        if not low <= self.score <= high:
-            raise ValueError(f"score {self.score} is outside the {self.metric.value} scale {low}..{high}")
-        return self
+    @field_validator("score")
+    @classmethod
+    def _score_on_scale(cls, score: int, info: ValidationInfo) -> int:
+        metric = info.data.get("metric")  # absent when the metric itself was invalid
+        if metric is not None:
+            low, high = FEEDBACK_SCALE[metric]
+            if not low <= score <= high:
+                raise ValueError(f"score {score} is outside the {metric.value} scale {low}..{high}")
+        return score
 
 
 # --- what the customer was told -----------------------------------------------------------------------------------

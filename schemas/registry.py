@@ -12,4 +12,5 @@ def payload_for(type_name: str) -> type[Payload]:
     latest = [p for p in PAYLOADS if p.name == type_name]
     if latest:
         return max(latest, key=lambda p: p.version)
-    raise KeyError(f"unknown event type {type_name!r}; known: {', '.join(sorted(BY_TYPE))}")
+    shown = type_name if len(type_name) <= 100 else type_name[:100] + "..."
+    raise KeyError(f"unknown event type {shown!r}; known: {', '.join(sorted(BY_TYPE))}")

@@ -22,7 +22,9 @@ def event_from_input(obj: object, source: str) -> Event:
         raise InvalidEvent([f"expected a JSON object, got {type(obj).__name__}"])
     obj = dict(obj)
     if "customer" in obj:
-        obj.setdefault("subject", obj.pop("customer"))
+        customer = obj.pop("customer")
+        if obj.setdefault("subject", customer) != customer:
+            raise InvalidEvent([f"customer: {customer!r} differs from subject {obj['subject']!r}; give one"])
     if isinstance(obj.get("type"), str):
         try:
             obj["type"] = payload_for(obj["type"]).type_name()

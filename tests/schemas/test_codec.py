@@ -326,9 +326,6 @@ def test_decode_error_is_a_value_error_with_reason():
 
 
 # --- a known bug, kept visible ------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="BUG: pydantic serialises a UTC offset without its seconds, so an event "
-                                       "whose time has a sub-minute offset (e.g. historical LMT zones) comes back "
-                                       "shifted by those seconds")
 @MODES
 def test_sub_minute_utc_offset_survives_the_codec(mode):
     odd = timezone(timedelta(minutes=19, seconds=32))  # Europe/Amsterdam before 1937
@@ -338,10 +335,6 @@ def test_sub_minute_utc_offset_survives_the_codec(mode):
     assert decode(record.value, record.headers).time == event.time
 
 
-@pytest.mark.xfail(strict=True, reason="SPEC DEVIATION: the CloudEvents Kafka binding picks the mode by content-type "
-                                       "(application/cloudevents* means structured); the codec picks it by the "
-                                       "presence of ce_specversion and rejects a structured record that also "
-                                       "carries ce_ headers")
 def test_structured_content_type_wins_over_ce_headers():
     record = encode(sample(), "structured")
     assert decode(record.value, [*record.headers, ("ce_specversion", b"1.0")]) == sample()
