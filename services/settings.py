@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from projections.stateful import Rules
 from schemas.channels import Channel
 
 
@@ -33,6 +34,12 @@ class Settings(BaseSettings):
       after this many seconds, whichever comes first.
     * ``api_host`` / ``api_port``: the worker's loopback read API.
     * ``session_timeout_ms``: Kafka consumer session timeout (>= 6000 for the local brokers).
+    * ``flag_threshold`` / ``flag_window_days``: this many returned letters to one address within this many days
+      flag the address undeliverable.
+    * ``consistency_window_days``: different prices, offers or answers for one subject given to a customer on
+      different channels within this window are a consistency violation.
+    * ``journey_gap_hours``: a contact without correlation id joins the customer's latest journey unless the
+      journey has been quiet for longer than this.
     """
 
     model_config = SettingsConfigDict(env_prefix="OMNITRAIL_", frozen=True, extra="ignore")
@@ -51,6 +58,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8765, ge=0, le=65535)
     session_timeout_ms: int = Field(default=10_000, ge=6000)
+    flag_threshold: int = Field(default=2, ge=1)
+    flag_window_days: int = Field(default=180, ge=1)
+    consistency_window_days: int = Field(default=30, ge=1)
+    journey_gap_hours: int = Field(default=72, ge=1)
 
     @field_validator("state_dir")
     @classmethod
@@ -73,6 +84,14 @@ class Settings(BaseSettings):
     @property
     def channel_topics(self) -> list[str]:
         return [self.channel_topic(c) for c in Channel]
+
+    @property
+    def rules(self) -> Rules:
+        return Rules(self.flag_threshold, self.flag_window_days, self.consistency_window_days, self.journey_gap_hours)
+
+    @property
+    def derived_topic(self) -> str:
+        return f"{self.topic_prefix}.derived"
 
     @property
     def deadletter_topic(self) -> str:

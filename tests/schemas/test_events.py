@@ -14,6 +14,7 @@ from tests.schemas.payload_samples import CHANNEL_OF, HOME, SAMPLES
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.envelope import Event, InvalidEvent, parse_event, schema_urn, typed_event
+from schemas.derived import DERIVED
 from schemas.registry import BY_TYPE, payload_for
 
 WHEN = datetime(2024, 5, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
@@ -308,11 +309,12 @@ def test_names_are_past_tense(payload_type):
 
 
 def test_type_names_and_names_are_unique():
-    type_names = [p.type_name() for p in ev.PAYLOADS]
+    payloads = ev.PAYLOADS + DERIVED
+    type_names = [p.type_name() for p in payloads]
     assert len(set(type_names)) == len(type_names)
-    assert len({p.name for p in ev.PAYLOADS}) == len(ev.PAYLOADS)  # one version each, for now
+    assert len({p.name for p in payloads}) == len(payloads)  # one version each, for now
     assert set(BY_TYPE) == set(type_names)
-    assert all(BY_TYPE[p.type_name()] is p for p in ev.PAYLOADS)
+    assert all(BY_TYPE[p.type_name()] is p for p in payloads)
 
 
 @ALL
