@@ -1,8 +1,10 @@
-"""The faust application: one agent per projection over all channel topics.
+"""The faust application: one agent runs every projection over the channel topics and the derived topic.
 
-The agent only decodes (through the codec), dead-letters what cannot be decoded, and hands the batch to the
-``ProjectionWriter`` (in a thread: ClickHouse calls block). faust acknowledges a batch's offsets after the loop
-body returned, i.e. after the rows were stored: at-least-once delivery into idempotent tables.
+The agent only decodes (through the codec), dead-letters what cannot be decoded, and hands the batch and the
+customers' states to the ``ProjectionWriter`` (in a thread: ClickHouse calls block). After the rows are stored it
+publishes the derived events, then saves the new states in the faust tables (changelogged), and only then does
+faust acknowledge the batch's offsets. A crash at any point replays the batch: rows collapse on their keys,
+derived events keep their deterministic ids, and a state that already holds an event ignores it.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import logging
 
 import faust
 
+from consumers.deadletter import deadletter_headers
 from projections.origin import Origin
 from projections.writer import ProjectionWriter
-from schemas.codec import DecodeError, decode
+from schemas.codec import DecodeError, decode, encode
 from services.settings import Settings
-from consumers.deadletter import deadletter_headers
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +36,17 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_ms / 1000,
         datadir=str(settings.state_dir / "faust"),
-        store="memory://",
+        store="memory://",              # table state is rebuilt from its changelog topic at start
     )
-    channels = app.topic(*settings.channel_topics, key_serializer="raw", value_serializer="raw")
+    sources = app.topic(*settings.channel_topics, settings.derived_topic, key_serializer="raw",
+                        value_serializer="raw")
+    derived_topic = app.topic(settings.derived_topic, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
+    tables = {p.name: app.Table(p.name, default=dict, partitions=settings.partitions, key_serializer="raw",
+                                value_serializer="json", use_partitioner=True)
+              for p in writer.stateful}
 
-    @app.agent(channels, name="timeline")
+    @app.agent(sources, name="projections")
     async def project_events(stream):
         loop = asyncio.get_running_loop()
         async for records in stream.take_events(settings.batch_size, within=settings.batch_seconds):
@@ -52,10 +59,20 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
                     messages.append(msg)
                 except DecodeError as exc:
                     await dead_letter(msg, origin, exc.reason)
-            if batch:
-                failed = await loop.run_in_executor(None, writer.write, batch)
-                for i, reason in failed.items():
-                    await dead_letter(messages[i], batch[i][1], reason)
+            if not batch:
+                continue
+            customers = {event.subject for event, _ in batch}
+            states = {name: {c: table[c.encode()] for c in customers if c.encode() in table}
+                      for name, table in tables.items()}
+            written = await loop.run_in_executor(None, writer.write, batch, states)
+            for i, reason in written.failed.items():
+                await dead_letter(messages[i], batch[i][1], reason)
+            for event in written.derived:
+                record = encode(event, settings.event_mode)
+                await (await derived_topic.send(key=record.key, value=record.value, headers=record.headers))
+            for name, new_states in written.states.items():
+                for customer, state in new_states.items():
+                    tables[name][customer.encode()] = state
 
     async def dead_letter(msg, origin: Origin, reason: str) -> None:
         log.warning("dead-lettering %s: %s", origin, reason)

@@ -30,7 +30,9 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
     def statements(self) -> list[str]:
-        return [s.strip() for s in self.sql.split(";") if s.strip()]
+        # Comments go first: a ';' in a comment must not split a statement.
+        code = "\n".join(line for line in self.sql.splitlines() if not line.lstrip().startswith("--"))
+        return [s.strip() for s in code.split(";") if s.strip()]
 
 
 def discover(root: Path = ROOT) -> list[Migration]:

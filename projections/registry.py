@@ -1,4 +1,4 @@
-"""The projections the worker runs: name, target table, Arrow schema of its rows, and its pure fold."""
+"""The projections the worker runs: name, target table, Arrow schema of its rows, and its pure function."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from projections.origin import Origin
+from projections.stateful import StatefulProjection
 from projections.timeline import fold as timeline
 from schemas.envelope import Event
 
@@ -23,3 +24,4 @@ class Projection:
 PROJECTIONS: dict[str, Projection] = {
     p.name: p for p in [Projection("timeline", timeline.TABLE, timeline.SCHEMA, timeline.project)]
 }
+STATEFUL: dict[str, StatefulProjection] = {p.name: p for p in []}

@@ -68,15 +68,32 @@ def deduplicated(fold: Fold) -> Fold:
     return apply
 
 
+def fold_batch(projection: StatefulProjection, states: dict[str, dict], batch: list[tuple[Event, Origin]],
+               rules: Rules) -> tuple[list[dict], list[Event], dict[int, str]]:
+    """Fold a batch in order into ``states`` (customer -> state, updated in place).
+
+    Returns the rows, the derived events, and the batch indexes whose fold raised (index -> reason): a bug on one
+    event must not stop the stream, so the runtime dead-letters those and the state stays as it was before them.
+    """
+    fold = deduplicated(projection.fold)
+    rows, derived, failed = [], [], {}
+    for i, (event, origin) in enumerate(batch):
+        try:
+            result = fold(states.get(event.subject, {}), event, origin, rules)
+        except Exception as exc:
+            failed[i] = f"projection {projection.name} failed: {type(exc).__name__}: {exc}"
+            continue
+        states[event.subject] = result.state
+        rows += result.rows
+        derived += result.derived
+    return rows, derived, failed
+
+
 def fold_all(projection: StatefulProjection, events: list[tuple[Event, Origin]], rules: Rules = Rules(),
              states: dict[str, dict] | None = None) -> tuple[dict[str, dict], list[dict], list[Event]]:
     """Fold events in order, one state per customer: what the runtime does, for tests and rebuilds."""
     states = {} if states is None else states
-    fold = deduplicated(projection.fold)
-    rows, derived = [], []
-    for event, origin in events:
-        result = fold(states.get(event.subject, {}), event, origin, rules)
-        states[event.subject] = result.state
-        rows += result.rows
-        derived += result.derived
+    rows, derived, failed = fold_batch(projection, states, events, rules)
+    if failed:
+        raise RuntimeError(f"fold failed: {failed}")
     return states, rows, derived

@@ -1,7 +1,9 @@
-"""Writes a batch of decoded events into every projection's table, retrying until the store accepts it.
+"""Applies a batch of decoded events to every projection and stores the rows, retrying until the store accepts.
 
-The caller acknowledges (commits) the batch's offsets only after ``write`` returned, so a crash between the two
-replays the batch; the tables collapse such duplicates on their sort keys (read with FINAL).
+Stateless projections map each event to rows; stateful ones fold it into the customer's state (which the caller
+keeps, in a faust table) and may derive events. The caller acknowledges the batch's offsets, publishes the derived
+events and saves the new states only after ``write`` returned, i.e. after the rows were stored: a crash in between
+replays the batch, and the tables collapse the repeated rows on their sort keys (read with FINAL).
 """
 
 from __future__ import annotations
@@ -9,45 +11,63 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
 from projections.arrow import to_arrow
 from projections.origin import Origin
-from projections.registry import PROJECTIONS, Projection
+from projections.registry import PROJECTIONS, STATEFUL, Projection
+from projections.stateful import Rules, StatefulProjection, fold_batch
 from schemas.envelope import Event
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Written:
+    """What a batch produced besides stored rows."""
+
+    failed: dict[int, str] = field(default_factory=dict)    # batch index -> why no projection could take it
+    derived: list[Event] = field(default_factory=list)      # to publish on the derived topic
+    states: dict[str, dict[str, dict]] = field(default_factory=dict)  # projection -> customer -> new state
+
+
 class ProjectionWriter:
     def __init__(self, client: Client, projections: Sequence[Projection] | None = None,
+                 stateful: Sequence[StatefulProjection] | None = None, rules: Rules = Rules(),
                  max_backoff: float = 30.0):
         self._client = client
-        self._projections = list(PROJECTIONS.values()) if projections is None else list(projections)
+        self.projections = list(PROJECTIONS.values()) if projections is None else list(projections)
+        self.stateful = list(STATEFUL.values()) if stateful is None else list(stateful)
+        self._rules = rules
         self._max_backoff = max_backoff
-        self._schemas = {p.table: p.schema for p in self._projections}
 
-    def write(self, batch: Sequence[tuple[Event, Origin]]) -> dict[int, str]:
-        """Project and insert the batch, retrying the inserts with backoff until they are stored.
-
-        Returns the events no projection could be applied to (batch index -> reason): a projection bug on one
-        event must not stop the stream, so the caller dead-letters those and the rest is written.
-        """
-        failed: dict[int, str] = {}
-        tables = []
-        for projection in self._projections:
+    def write(self, batch: Sequence[tuple[Event, Origin]],
+              states: dict[str, dict[str, dict]] | None = None) -> Written:
+        """Project the batch, store all rows; ``states`` (projection -> customer -> state) are the stateful
+        projections' states before the batch (missing: empty)."""
+        out = Written()
+        tables: list[tuple[str, object, list[dict]]] = []
+        for projection in self.projections:
             rows = []
             for i, (event, origin) in enumerate(batch):
                 try:
                     rows += projection.project(event, origin)
                 except Exception as exc:
-                    failed[i] = f"projection {projection.name} failed: {type(exc).__name__}: {exc}"
-            tables.append((projection.table, rows))
-        for table, rows in tables:
+                    out.failed[i] = f"projection {projection.name} failed: {type(exc).__name__}: {exc}"
+            tables.append((projection.table, projection.schema, rows))
+        for projection in self.stateful:
+            proj_states = dict((states or {}).get(projection.name, {}))
+            rows, derived, failed = fold_batch(projection, proj_states, list(batch), self._rules)
+            out.failed.update(failed)
+            out.derived += derived
+            out.states[projection.name] = proj_states
+            tables.append((projection.table, projection.schema, rows))
+        for table, schema, rows in tables:
             if rows:
-                self._insert(table, to_arrow(rows, self._schemas[table]))
-        return failed
+                self._insert(table, to_arrow(rows, schema))
+        return out
 
     def _insert(self, table: str, data) -> None:
         delay = 0.1

@@ -1,21 +1,25 @@
 """The worker's small loopback read API, so other processes can read an embedded store the worker owns.
 
-GET /health                                    -> {"ok": true}
-GET /timeline/<customer>[?since=ISO&limit=N]   -> {"customer": ..., "events": [...]}
+GET /health                         -> {"ok": true}
+GET /<query>[/<customer>]?<params>  -> {"rows": [...]}; a query of ``services.queries.QUERIES``, e.g.
+                                       /timeline/cust-1?since=2026-11-01T00:00:00Z, /flags?suppression=true
 Errors are JSON ``{"error": ...}`` with a 4xx/5xx status.
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from projections.timeline.queries import customer_timeline
+from services.queries import QUERIES, run_query
+
+
+def dumps(obj) -> bytes:
+    return orjson.dumps(obj, default=str)  # Decimal and friends as text
 
 
 class ReadAPI:
@@ -29,7 +33,7 @@ class ReadAPI:
                 pass
 
             def _send(self, status: int, body: dict) -> None:
-                data = orjson.dumps(body)
+                data = dumps(body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -38,17 +42,18 @@ class ReadAPI:
 
             def do_GET(self):
                 url = urlparse(self.path)
-                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                params: dict[str, object] = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 parts = [unquote(p) for p in url.path.strip("/").split("/")]
-                try:
-                    if parts == ["health"]:
-                        return self._send(200, {"ok": True})
-                    if len(parts) == 2 and parts[0] == "timeline" and parts[1]:
-                        since = datetime.fromisoformat(query["since"]) if "since" in query else None
-                        with lock:
-                            rows = customer_timeline(client, parts[1], since, int(query.get("limit", 10_000)))
-                        return self._send(200, {"customer": parts[1], "events": rows})
+                if parts == ["health"]:
+                    return self._send(200, {"ok": True})
+                if not 1 <= len(parts) <= 2 or parts[0] not in QUERIES:
                     return self._send(404, {"error": f"no such resource: {url.path}"})
+                if len(parts) == 2:
+                    params["customer_id"] = parts[1]
+                try:
+                    with lock:
+                        rows = run_query(client, parts[0], params)
+                    return self._send(200, {"rows": rows})
                 except ValueError as exc:
                     return self._send(400, {"error": str(exc)})
                 except Exception as exc:

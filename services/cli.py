@@ -125,14 +125,14 @@ def stack_down() -> None:
 @stack_app.command("status")
 def stack_status() -> None:
     """Show whether the local broker and the worker's read API are up."""
-    from services.reader import _api_get
+    from services.reader import api_get
     from services.stack import local_broker
 
     settings = Settings()
     broker = local_broker(settings)
     pid = broker.pid()
     out.print(f"broker: {'running, pid ' + str(pid) if pid else 'stopped'} ({broker.bootstrap})")
-    out.print(f"worker read API: {'up' if _api_get(settings, '/health', 2) else 'down'} ({settings.api_url})")
+    out.print(f"worker read API: {'up' if api_get(settings, '/health', 2) else 'down'} ({settings.api_url})")
     out.print(f"clickhouse: {settings.store_url}")
 
 
@@ -233,14 +233,14 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
     """Start the local stack and a worker, publish the demo stories, print the demo customers' timelines."""
     from services import demo as stories
     from services.publisher import Publisher
-    from services.reader import _api_get, read_timeline
+    from services.reader import api_get, read_timeline
     from services.stack import local_broker
     from services.topics import ensure_topics
 
     settings = Settings()
     broker = local_broker(settings)
     started_broker = broker.pid() is None
-    if _api_get(settings, "/health", 2):
+    if api_get(settings, "/health", 2):
         fail(f"a worker already answers at {settings.api_url}; stop it first (or set OMNITRAIL_API_PORT)")
     worker_proc = None
     try:
@@ -251,7 +251,7 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
         worker_proc = subprocess.Popen([sys.executable, "-m", "services", "worker"], stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
-        while not _api_get(settings, "/health", 2):
+        while not api_get(settings, "/health", 2):
             if worker_proc.poll() is not None or time.monotonic() > deadline:
                 fail(f"the worker did not start; see {settings.state_dir / 'worker.log'}")
             time.sleep(0.2)

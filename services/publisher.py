@@ -36,6 +36,9 @@ class Publisher:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
+            # Java-compatible hashing: faust (aiokafka) places derived events and table changelogs by the same key
+            # hash, so a customer's events, derived events and state share one partition number.
+            "partitioner": "murmur2_random",
             "log.connection.close": False,  # brokers close idle connections; not worth a line on stderr
             "delivery.timeout.ms": int(timeout * 1000),
             **kafka_config,

@@ -16,7 +16,7 @@ import orjson
 
 from projections.migrate import migrate
 from projections.store import StoreLocked, connect
-from projections.timeline.queries import customer_timeline
+from services.queries import run_query
 from services.settings import Settings
 
 
@@ -24,7 +24,7 @@ class ReaderError(RuntimeError):
     pass
 
 
-def _api_get(settings: Settings, path: str, timeout: float = 10.0) -> dict | None:
+def api_get(settings: Settings, path: str, timeout: float = 10.0) -> dict | None:
     """GET from the worker's read API; None when nothing listens there."""
     try:
         with urllib.request.urlopen(settings.api_url + path, timeout=timeout) as resp:
@@ -35,18 +35,27 @@ def _api_get(settings: Settings, path: str, timeout: float = 10.0) -> dict | Non
         return None
 
 
-def read_timeline(settings: Settings, customer: str, since: datetime | None = None) -> list[dict]:
+def read(settings: Settings, query: str, **params) -> list[dict]:
+    """Rows of a named query (``services.queries``), through the worker or from the store directly."""
+    params = {k: v for k, v in params.items() if v is not None}
     if settings.embedded_store:
-        params = urllib.parse.urlencode({"since": since.isoformat()} if since else {})
-        answer = _api_get(settings, f"/timeline/{urllib.parse.quote(customer, safe='')}?{params}")
+        text = {k: v.isoformat() if isinstance(v, datetime) else str(v).lower() if isinstance(v, bool) else str(v)
+                for k, v in params.items()}
+        answer = api_get(settings, f"/{query}?{urllib.parse.urlencode(text)}")
         if answer is not None:
-            return answer["events"]
+            return answer["rows"]
     try:
         client = connect(settings.store_url)
     except StoreLocked as exc:
         raise ReaderError(f"{exc}; and no read API answers at {settings.api_url}") from None
     try:
         migrate(client)  # a store nobody has written to yet reads as empty, not as a missing table
-        return customer_timeline(client, customer, since)
+        return orjson.loads(orjson.dumps(run_query(client, query, params), default=str))
+    except (KeyError, ValueError) as exc:
+        raise ReaderError(str(exc)) from None
     finally:
         client.close()
+
+
+def read_timeline(settings: Settings, customer: str, since: datetime | None = None) -> list[dict]:
+    return read(settings, "timeline", customer_id=customer, since=since)

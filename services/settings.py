@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     * ``clickhouse_url``: ``chdb:///abs/path`` (embedded ClickHouse, owned by one process: the worker serves reads
       to other processes over the read API) or ``http(s)://user:password@host:8123/database`` for a server, which
       every process connects to directly. Empty means ``chdb://<state_dir>/clickhouse``.
-    * ``topic_prefix``: channel topics are ``<prefix>.<channel>``; the dead-letter topic is ``<prefix>.deadletter``.
+    * ``topic_prefix``: channel topics are ``<prefix>.<channel>``, derived events (flags, violations) go to
+      ``<prefix>.derived``, the dead-letter topic is ``<prefix>.deadletter``.
     * ``partitions`` / ``replication_factor``: used when omnitrail creates its topics (never broker auto-create).
     * ``event_mode``: CloudEvents Kafka mode the producers write (``binary`` or ``structured``); both are read.
     * ``source``: CloudEvents ``source`` of events emitted by this process.
@@ -88,6 +89,10 @@ class Settings(BaseSettings):
     @property
     def rules(self) -> Rules:
         return Rules(self.flag_threshold, self.flag_window_days, self.consistency_window_days, self.journey_gap_hours)
+
+    def changelog_topic(self, table: str) -> str:
+        """The changelog of a worker table: faust names it ``<app id>-<table>-changelog``."""
+        return f"{self.consumer_group}-{table}-changelog"
 
     @property
     def derived_topic(self) -> str:

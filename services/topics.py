@@ -1,15 +1,25 @@
-"""Creates omnitrail's Kafka topics explicitly: broker auto-create would pick its own partition count."""
+"""Creates omnitrail's Kafka topics explicitly: broker auto-create would pick its own partition count.
+
+Every topic has the same partition count, and producers partition by customer id with the Java-compatible murmur2
+hash, so one customer's events, derived events and table state all live in the same partition number.
+"""
 
 from __future__ import annotations
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from projections.registry import STATEFUL
 from services.settings import Settings
 
 
 def all_topics(settings: Settings) -> list[str]:
-    return [*settings.channel_topics, settings.deadletter_topic]
+    return [*settings.channel_topics, settings.derived_topic, settings.deadletter_topic]
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    """The compacted topics behind the worker's faust tables (one per stateful projection)."""
+    return [settings.changelog_topic(name) for name in STATEFUL]
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -19,11 +29,14 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise ConnectionError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None
-    missing = [t for t in all_topics(settings) if t not in existing]
+    compacted = set(changelog_topics(settings))
+    missing = [t for t in all_topics(settings) + sorted(compacted) if t not in existing]
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing], request_timeout=timeout)
+        [NewTopic(t, settings.partitions, settings.replication_factor,
+                  config={"cleanup.policy": "compact"} if t in compacted else {}) for t in missing],
+        request_timeout=timeout)
     for name, future in futures.items():
         try:
             future.result()

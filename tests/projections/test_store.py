@@ -50,7 +50,7 @@ def test_duplicate_deliveries_read_once_in_time_order(client):
     events = journey("s-1") + journey("s-2")
     batch = [(e, Origin("omnitrail.x", 0, i)) for i, e in enumerate(events)]
     writer = ProjectionWriter(client)
-    assert writer.write(batch) == {}
+    assert writer.write(batch).failed == {}
     writer.write(list(reversed(batch[:4])))  # redelivered after a crash, in another batch
     rows = customer_timeline(client, "s-1")
     assert [r["event_id"] for r in rows] == [e.id for e in journey("s-1")]
@@ -95,7 +95,7 @@ def test_an_event_a_projection_cannot_fold_is_reported_and_the_rest_written(clie
         return timeline.project(event, origin)
 
     events = journey("s-4")
-    writer = ProjectionWriter(client, [Projection("fragile", timeline.table, timeline.schema, fragile)])
-    failed = writer.write([(e, Origin("t", 0, i)) for i, e in enumerate(events)])
+    writer = ProjectionWriter(client, [Projection("fragile", timeline.table, timeline.schema, fragile)], [])
+    failed = writer.write([(e, Origin("t", 0, i)) for i, e in enumerate(events)]).failed
     assert failed == {4: "projection fragile failed: ValueError: boom"}
     assert len(customer_timeline(client, "s-4")) == len(events) - 1

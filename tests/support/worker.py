@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from services.reader import _api_get
+from services.reader import api_get
 from services.settings import Settings
 
 
@@ -39,7 +39,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "services", "worker"], env=settings_env(self.settings),
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while not _api_get(self.settings, "/health", 1):
+        while not api_get(self.settings, "/health", 1):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.1)

@@ -1,0 +1,1 @@
+"""Cross-channel consistency: a customer told different prices, offers or answers on different channels."""

@@ -1,0 +1,42 @@
+"""Reads of the returned-mail flags projection (FINAL: the newest version of each (customer, address) row)."""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.client import Client
+
+COLUMNS = ("customer_id", "address_hash", "address", "status", "returns", "first_return", "last_return",
+           "actions", "updated_at", "version", "event_id", "topic", "partition", "offset")
+_TIMES = ("first_return", "last_return", "updated_at")
+
+
+def _rows(client: Client, columns: tuple[str, ...], where: str, order: str, parameters: dict | None = None
+          ) -> list[dict]:
+    result = client.query(f"SELECT {', '.join(columns)} FROM address_flags FINAL WHERE {where} ORDER BY {order}",
+                          parameters=parameters or {})
+    rows = []
+    for values in result.result_rows:
+        row = dict(zip(columns, values))
+        for name in _TIMES:
+            if name in row and row[name] is not None:
+                row[name] = row[name].isoformat()
+        if "actions" in row:
+            row["actions"] = list(row["actions"])
+        rows.append(row)
+    return rows
+
+
+def open_flags(client: Client) -> list[dict]:
+    """Every address flagged undeliverable now, oldest flag change first."""
+    return _rows(client, COLUMNS, "status = 'flagged'", "updated_at, customer_id, address_hash")
+
+
+def suppression_list(client: Client) -> list[dict]:
+    """What the mail producers must not send to: each flagged (address, customer)."""
+    return _rows(client, ("address_hash", "address", "customer_id"), "status = 'flagged'",
+                 "address_hash, customer_id")
+
+
+def customer_flags(client: Client, customer_id: str) -> list[dict]:
+    """The returns and flag state of each of the customer's addresses (flagged, cleared, or returns counted)."""
+    return _rows(client, COLUMNS, "customer_id = {customer:String}", "updated_at, address_hash",
+                 {"customer": customer_id})

@@ -1,0 +1,46 @@
+"""Pure projection: an event that tells the customer a value -> its quotes row. No I/O, no clock.
+
+Values are normalised so that trivial formatting differences are not read as different values: a price is
+``"<amount with 2 decimals> <CURRENCY>"``, offer terms are stripped, an answer has its whitespace collapsed and is
+casefolded.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from projections.origin import Origin
+from schemas import events as ev
+from schemas.envelope import Event
+
+TABLE = "quotes"
+SCHEMA = pa.schema([
+    ("customer_id", pa.string()), ("kind", pa.string()), ("subject", pa.string()), ("channel", pa.string()),
+    ("value", pa.string()), ("time", pa.timestamp("ms", tz="UTC")), ("event_id", pa.string()),
+    ("source", pa.string()), ("topic", pa.string()), ("partition", pa.uint32()), ("offset", pa.uint64()),
+])
+
+
+def told(event: Event) -> tuple[str, str, str] | None:
+    """``(kind, subject, normalised value)`` when the event tells the customer a price, offer or answer; else None."""
+    d = event.data
+    if isinstance(d, ev.PriceQuoted):
+        return "price", d.subject, f"{d.amount:.2f} {d.currency.upper()}"
+    if isinstance(d, ev.OfferMade):
+        return "offer", d.subject, d.terms.strip()
+    if isinstance(d, ev.AnswerGiven):
+        return "answer", d.subject, " ".join(d.answer.split()).casefold()
+    return None
+
+
+def project(event: Event, origin: Origin) -> list[dict]:
+    """The quotes rows for one event: one if it told the customer a value, none otherwise."""
+    value = told(event)
+    if value is None:
+        return []
+    kind, subject, text = value
+    return [{
+        "customer_id": event.subject, "kind": kind, "subject": subject, "channel": event.channel.value,
+        "value": text, "time": event.time, "event_id": event.id, "source": event.source,
+        "topic": origin.topic, "partition": origin.partition, "offset": origin.offset,
+    }]

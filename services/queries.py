@@ -1,0 +1,55 @@
+"""The named reads analysts run, shared by the CLI, the read API and direct store access.
+
+Each query takes a clickhouse-connect client and typed keyword parameters and returns JSON-ready rows; ``params``
+says how to parse each parameter from text (a query string or a command-line option).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from clickhouse_connect.driver.client import Client
+
+from projections.timeline.queries import customer_timeline
+
+
+def parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+@dataclass(frozen=True)
+class Query:
+    run: Callable[..., list[dict]]
+    params: dict[str, Callable[[str], object]]
+    required: tuple[str, ...] = ()
+
+
+QUERIES: dict[str, Query] = {
+    "timeline": Query(customer_timeline, {"customer_id": str, "since": parse_time, "limit": int}, ("customer_id",)),
+}
+
+
+def run_query(client: Client, name: str, params: dict[str, object]) -> list[dict]:
+    """Run query ``name``; text parameters are parsed, typed ones passed as they are; None means left out."""
+    if name not in QUERIES:
+        raise KeyError(f"no query named {name!r}; known: {', '.join(sorted(QUERIES))}")
+    query = QUERIES[name]
+    unknown = set(params) - set(query.params)
+    if unknown:
+        raise ValueError(f"query {name!r} takes {', '.join(query.params)}; not {', '.join(sorted(unknown))}")
+    missing = [p for p in query.required if params.get(p) is None]
+    if missing:
+        raise ValueError(f"query {name!r} needs {', '.join(missing)}")
+    typed = {k: query.params[k](v) if isinstance(v, str) else v for k, v in params.items() if v is not None}
+    return query.run(client, **typed)
