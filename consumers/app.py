@@ -42,8 +42,9 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
                         value_serializer="raw")
     derived_topic = app.topic(settings.derived_topic, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
-    tables = {p.name: app.Table(p.name, default=dict, partitions=settings.partitions, key_serializer="raw",
-                                value_serializer="json", use_partitioner=True)
+    state_schema = faust.Schema(key_serializer="raw", value_serializer="json")
+    tables = {p.name: app.Table(p.name, default=dict, partitions=settings.partitions, schema=state_schema,
+                                use_partitioner=True)
               for p in writer.stateful}
 
     @app.agent(sources, name="projections")

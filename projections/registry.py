@@ -9,6 +9,11 @@ import pyarrow as pa
 
 from projections.origin import Origin
 from projections.stateful import StatefulProjection
+from projections.consistency import fold as consistency
+from projections.feedback import fold as feedback
+from projections.flags import fold as flags
+from projections.journeys import fold as journeys
+from projections.quotes import fold as quotes
 from projections.timeline import fold as timeline
 from schemas.envelope import Event
 
@@ -21,7 +26,11 @@ class Projection:
     project: Callable[[Event, Origin], list[dict]]
 
 
-PROJECTIONS: dict[str, Projection] = {
-    p.name: p for p in [Projection("timeline", timeline.TABLE, timeline.SCHEMA, timeline.project)]
-}
-STATEFUL: dict[str, StatefulProjection] = {p.name: p for p in []}
+PROJECTIONS: dict[str, Projection] = {p.name: p for p in [
+    Projection("timeline", timeline.TABLE, timeline.SCHEMA, timeline.project),
+    Projection("quotes", quotes.TABLE, quotes.SCHEMA, quotes.project),
+    Projection("feedback", feedback.TABLE, feedback.SCHEMA, feedback.project),
+]}
+STATEFUL: dict[str, StatefulProjection] = {p.name: p for p in [
+    flags.PROJECTION, consistency.PROJECTION, journeys.PROJECTION,
+]}

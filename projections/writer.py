@@ -57,10 +57,14 @@ class ProjectionWriter:
                 except Exception as exc:
                     out.failed[i] = f"projection {projection.name} failed: {type(exc).__name__}: {exc}"
             tables.append((projection.table, projection.schema, rows))
+        # A customer's events come from several channel topics, so a batch may hold them out of time order:
+        # fold each customer's events in time order (the sort is stable, so equal times keep log order).
+        order = sorted(range(len(batch)), key=lambda i: (batch[i][0].subject, batch[i][0].time))
+        in_time = [batch[i] for i in order]
         for projection in self.stateful:
             proj_states = dict((states or {}).get(projection.name, {}))
-            rows, derived, failed = fold_batch(projection, proj_states, list(batch), self._rules)
-            out.failed.update(failed)
+            rows, derived, failed = fold_batch(projection, proj_states, in_time, self._rules)
+            out.failed.update({order[i]: reason for i, reason in failed.items()})
             out.derived += derived
             out.states[projection.name] = proj_states
             tables.append((projection.table, projection.schema, rows))

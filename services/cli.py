@@ -214,6 +214,121 @@ def print_timeline(customer: str, rows: list[dict]) -> None:
     out.print(table)
 
 
+def show(rows: list[dict], columns: list[str], title: str, as_json: bool) -> None:
+    """Rows as JSON, or as a table of the given columns."""
+    if as_json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+        return
+    table = Table(title=f"{title} ({len(rows)})", title_justify="left")
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(", ".join(map(str, v)) if isinstance(v, list) else "" if v is None else str(v)
+                        for v in (row.get(c) for c in columns)))
+    out.print(table)
+
+
+def query(name: str, **params) -> list[dict]:
+    from services.reader import ReaderError, read
+
+    try:
+        return read(Settings(), name, **params)
+    except ReaderError as exc:
+        fail(str(exc))
+
+
+JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+@app.command()
+def flags(suppression: Annotated[bool, typer.Option(help="Only the addresses mail producers must not send to")] = False,
+          customer: Annotated[Optional[str], typer.Option(help="Only this customer's flags, open or cleared")] = None,
+          as_json: JSON = False) -> None:
+    """Addresses flagged undeliverable because letters keep coming back."""
+    if suppression:
+        show(query("suppression"), ["address_hash", "address", "customer_id"], "Suppression list", as_json)
+    elif customer:
+        show(query("customer_flags", customer_id=customer), FLAG_COLUMNS, f"Address flags of {customer}", as_json)
+    else:
+        show(query("flags"), FLAG_COLUMNS, "Open address flags", as_json)
+
+
+FLAG_COLUMNS = ["customer_id", "address", "status", "returns", "first_return", "last_return", "actions"]
+
+
+@app.command()
+def consistency(customer: Annotated[Optional[str], typer.Option(help="Only this customer's violations")] = None,
+                subject: Annotated[Optional[str], typer.Option(help="Only this product, offer or topic")] = None,
+                as_json: JSON = False) -> None:
+    """Different prices, offers or answers given on different channels, and a per-subject channel summary."""
+    violations = query("consistency", customer_id=customer, subject=subject)
+    summary = query("consistency_summary")
+    if as_json:
+        return show({"violations": violations, "summary": summary}, [], "", True)  # type: ignore[arg-type]
+    show(violations, ["detected_at", "customer_id", "kind", "subject", "channels", "values"], "Violations", False)
+    show(summary, list(summary[0]) if summary else ["kind", "subject", "channel"], "Per subject and channel", False)
+
+
+@app.command()
+def journeys(customer: Annotated[str, typer.Argument(help="Customer id")], as_json: JSON = False) -> None:
+    """A customer's journeys: channels, switches, contacts, transfers, repeat contacts, resolution."""
+    show(query("journeys", customer_id=customer), JOURNEY_COLUMNS, f"Journeys of {customer}", as_json)
+
+
+JOURNEY_COLUMNS = ["journey_id", "started_at", "channels", "channel_switches", "contacts", "transfers",
+                   "repeat_contacts", "resolved", "resolution_seconds", "first_contact_resolution"]
+
+
+@app.command()
+def metrics(channel: Annotated[Optional[str], typer.Option(help="Only this channel")] = None,
+            days: Annotated[Optional[int], typer.Option(help="Only the last N days of data")] = None,
+            as_json: JSON = False) -> None:
+    """Per channel and day: volume, response times, first-contact resolution, NPS, CES, CSAT."""
+    rows = query("metrics", channel=channel, days=days)
+    show(rows, list(rows[0]) if rows else ["channel", "day"], "Channel metrics", as_json)
+
+
+@app.command()
+def alerts(follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new alerts")] = False,
+           as_json: JSON = False) -> None:
+    """Derived events (flags, cleared flags, mail to flagged addresses, violations), each with the team to act."""
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    from projections.timeline.fold import summary
+    from schemas.codec import DecodeError, decode
+
+    settings = Settings()
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"alerts-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": settings.session_timeout_ms})
+    consumer.subscribe([settings.derived_topic])
+    idle = 0.0
+    try:
+        while follow or idle < 3.0:  # without --follow: stop once the topic has been quiet for 3 s
+            messages = consumer.consume(100, 0.5)
+            idle = 0.0 if messages else idle + 0.5
+            for msg in messages:
+                if msg.error() is not None:
+                    continue
+                try:
+                    event = decode(msg.value(), msg.headers())
+                except DecodeError as exc:
+                    err.print(f"[yellow]undecodable alert at offset {msg.offset()}: {exc.reason}[/yellow]")
+                    continue
+                if as_json:
+                    sys.stdout.write(event.model_dump_json() + "\n")
+                else:
+                    out.print(f"{event.time:%Y-%m-%d %H:%M} [bold]team {event.channel.value}[/bold] "
+                              f"customer {event.subject}: {summary(event)}", highlight=False)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
 # --- schemas -----------------------------------------------------------------------------------------------------------
 @schemas_app.command("publish")
 def schemas_publish() -> None:
@@ -233,7 +348,7 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
     """Start the local stack and a worker, publish the demo stories, print the demo customers' timelines."""
     from services import demo as stories
     from services.publisher import Publisher
-    from services.reader import api_get, read_timeline
+    from services.reader import api_get, read, read_timeline
     from services.stack import local_broker
     from services.topics import ensure_topics
 
@@ -255,11 +370,14 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
             if worker_proc.poll() is not None or time.monotonic() > deadline:
                 fail(f"the worker did not start; see {settings.state_dir / 'worker.log'}")
             time.sleep(0.2)
-        events = stories.all_events()
+        events = sorted(stories.all_events(), key=lambda e: e.time)  # as the channels would have sent them
         with Publisher(settings) as publisher:
             publisher.publish_many(events)
         out.print(f"published {len(events)} demo events")
+        # Each story's events plus what the projections derive from them (flag, alert, cleared flag, violation).
         expected = {c: sum(e.subject == c for e in events) for c in stories.CUSTOMERS}
+        expected[stories.RETURNED_MAIL_CUSTOMER] += 3  # flagged, mail to the flagged address, flag cleared
+        expected[stories.HOTEL_CUSTOMER] += 1  # phone price differs from the web price
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             timelines = {c: read_timeline(settings, c) for c in stories.CUSTOMERS}
@@ -268,6 +386,12 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
             time.sleep(0.3)
         for customer in stories.CUSTOMERS:
             print_timeline(customer, timelines[customer])
+        show(read(settings, "customer_flags", customer_id=stories.RETURNED_MAIL_CUSTOMER), FLAG_COLUMNS,
+             f"Address flags of {stories.RETURNED_MAIL_CUSTOMER}", False)
+        show(read(settings, "consistency"), ["detected_at", "customer_id", "kind", "subject", "channels", "values"],
+             "Consistency violations", False)
+        for customer in stories.CUSTOMERS:
+            show(read(settings, "journeys", customer_id=customer), JOURNEY_COLUMNS, f"Journeys of {customer}", False)
         if keep_running:
             out.print(f"The worker keeps running: try `omnitrail timeline {stories.HOTEL_CUSTOMER}` in another "
                       "shell, or emit events. Ctrl-C stops everything this command started.")

@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
+from projections.consistency import queries as consistency_queries
+from projections.flags import queries as flag_queries
+from projections.journeys import queries as journey_queries
 from projections.timeline.queries import customer_timeline
 
 
@@ -37,6 +40,13 @@ class Query:
 
 QUERIES: dict[str, Query] = {
     "timeline": Query(customer_timeline, {"customer_id": str, "since": parse_time, "limit": int}, ("customer_id",)),
+    "flags": Query(flag_queries.open_flags, {}),
+    "suppression": Query(flag_queries.suppression_list, {}),
+    "customer_flags": Query(flag_queries.customer_flags, {"customer_id": str}, ("customer_id",)),
+    "consistency": Query(consistency_queries.violations, {"customer_id": str, "subject": str}),
+    "consistency_summary": Query(consistency_queries.channel_summary, {}),
+    "journeys": Query(journey_queries.customer_journeys, {"customer_id": str}, ("customer_id",)),
+    "metrics": Query(journey_queries.channel_metrics, {"channel": str, "days": int}),
 }
 
 

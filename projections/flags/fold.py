@@ -103,7 +103,11 @@ def _returned(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded
     returns = sorted((r for r in returns if _time(r) >= since), key=lambda r: (_time(r), r["id"]))
     rec = {**old, "address": data.address.one_line(), "returns": returns, "version": old["version"] + 1}
     derived = []
-    if not rec["flagged"] and len(returns) >= rules.flag_threshold:
+    # Returns from before the customer's latest address change or confirmation are history, not a reason to flag
+    # (channels have their own topics, so such a return may well arrive after the change).
+    changed_at = state.get("changed_at")
+    counting = [r for r in returns if changed_at is None or _time(r) > datetime.fromisoformat(changed_at)]
+    if not rec["flagged"] and len(counting) >= rules.flag_threshold:
         rec["flagged"] = True
         rec["actions"] = [*rec["actions"], FLAGGED]
         derived.append(_derive(AddressFlagged(
@@ -120,7 +124,8 @@ def _sent(state: dict, event: Event, origin: Origin) -> Folded:
     h = address_hash(data.address)
     addresses = state.get("addresses", {})
     old = addresses.get(h)
-    if old is None or not old["flagged"]:
+    changed_at = state.get("changed_at")
+    if old is None or not old["flagged"] or (changed_at is not None and event.time <= datetime.fromisoformat(changed_at)):
         return Folded(state)
     rec = {**old, "actions": [*old["actions"], MAIL_SENT_ALERT], "version": old["version"] + 1}
     derived = _derive(MailToFlaggedAddress(letter_id=data.letter_id, address_hash=h), event,
@@ -143,9 +148,9 @@ def _changed(state: dict, event: Event, origin: Origin) -> Folded:
         rows.append(_row(event.subject, h, rec, CLEARED, event, origin))
         derived.append(_derive(AddressFlagCleared(address_hash=h, reason=reason), event,
                                f"flag-cleared-{event.id}-{h}"))
-    if not rows:
-        return Folded(state)
-    return Folded({**state, "addresses": addresses}, rows, derived)
+    previous = state.get("changed_at")
+    changed_at = max(datetime.fromisoformat(previous), event.time) if previous else event.time
+    return Folded({**state, "addresses": addresses, "changed_at": changed_at.isoformat()}, rows, derived)
 
 
 def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:

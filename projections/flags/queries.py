@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from clickhouse_connect.driver.client import Client
 
 COLUMNS = ("customer_id", "address_hash", "address", "status", "returns", "first_return", "last_return",
            "actions", "updated_at", "version", "event_id", "topic", "partition", "offset")
 _TIMES = ("first_return", "last_return", "updated_at")
+
+
+def _utc(value: datetime) -> datetime:
+    # Stored in UTC; the driver returns Nullable timestamps without their zone.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _rows(client: Client, columns: tuple[str, ...], where: str, order: str, parameters: dict | None = None
@@ -17,8 +24,8 @@ def _rows(client: Client, columns: tuple[str, ...], where: str, order: str, para
     for values in result.result_rows:
         row = dict(zip(columns, values))
         for name in _TIMES:
-            if name in row and row[name] is not None:
-                row[name] = row[name].isoformat()
+            if row.get(name) is not None:
+                row[name] = _utc(row[name]).isoformat()
         if "actions" in row:
             row["actions"] = list(row["actions"])
         rows.append(row)

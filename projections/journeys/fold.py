@@ -14,6 +14,7 @@ State (per customer, JSON-serialisable, times ISO 8601 UTC with microseconds, so
         "contacts": [key, ...], "transfers": n, "resolved_at": time | None,
         "first_response": {channel: seconds}, "awaiting": {key: [channel, time]}}}}
 
+Derived events (``schemas.derived``, read from the derived topic) are not interactions: they are ignored.
 Every event of a journey is folded into it (``version`` counts them) and emits one row: the journey's snapshot.
 Feedback (``FeedbackGiven`` or the survey channel) belongs to the journey but is not a contact step: it is the
 measurement of the journey, so it adds no channel and no switch. Channels and switches are computed over the
@@ -166,6 +167,8 @@ def snapshot(j: dict, event: Event, origin: Origin) -> dict:
 
 
 def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
+    if not isinstance(event.data, ev.PAYLOADS):
+        return Folded(state)  # a derived event (from the derived topic) is a conclusion, not an interaction
     journeys = dict(state.get("journeys", {}))
     clock = state.get("clock", 0) + 1
     journey_id = assign(journeys, event, rules)

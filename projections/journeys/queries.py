@@ -4,7 +4,8 @@ All reads use FINAL, so duplicate deliveries and older journey snapshots (lower 
 
 ``channel_metrics`` gives one row per (channel, UTC day) that has any data:
 
-* ``volume``: events on that channel that day in the timeline.
+* ``volume``: interaction events on that channel that day in the timeline (derived events, which the timeline
+  shows too, are conclusions, not volume).
 * ``responses``, ``response_p50_seconds``, ``response_p90_seconds``: the journeys' first response times on that
   channel, counted on the day the journey *started* (so a journey's numbers stay on one day and change only while
   it is open). Percentiles interpolate linearly between the sorted values (``quantileExactInclusive``, like
@@ -21,7 +22,11 @@ journeys or feedback), not the wall clock, so historic data works: ``days=1`` is
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from clickhouse_connect.driver.client import Client
+
+from schemas import events as ev
 
 JOURNEY_COLUMNS = ("journey_id", "customer_id", "started_at", "last_at", "channels", "channel_switches", "contacts",
                    "transfers", "repeat_contacts", "first_response_channels", "first_response_seconds", "resolved",
@@ -39,19 +44,25 @@ def customer_journeys(client: Client, customer_id: str) -> list[dict]:
         j = dict(zip(JOURNEY_COLUMNS, row))
         j["first_response_seconds"] = dict(zip(j.pop("first_response_channels"), j["first_response_seconds"]))
         for key in ("started_at", "last_at", "resolved_at"):
-            j[key] = j[key].isoformat() if j[key] is not None else None
+            j[key] = _utc(j[key]).isoformat() if j[key] is not None else None
         j["channels"] = list(j["channels"])
         journeys.append(j)
     return journeys
 
 
+def _utc(t: datetime) -> datetime:
+    """The store hands back DateTime64(3, 'UTC') values naive (chdb) or aware (a server): make them aware UTC."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+INTERACTION_KINDS = [p.name for p in ev.PAYLOADS]
 _NULL = "CAST(NULL, 'Nullable(Float64)')"
 _PARTS = f"""
     SELECT toString(channel) AS ch, toDate(time) AS d, count() AS n_volume,
            toUInt64(0) AS n_responses, {_NULL} AS p50, {_NULL} AS p90, toUInt64(0) AS n_resolved,
            toUInt64(0) AS n_fcr, toUInt64(0) AS n_nps, toUInt64(0) AS n_promoters, toUInt64(0) AS n_detractors,
            toUInt64(0) AS n_ces, toUInt64(0) AS sum_ces, toUInt64(0) AS n_csat, toUInt64(0) AS sum_csat
-    FROM timeline FINAL GROUP BY ch, d
+    FROM timeline FINAL WHERE has({{kinds:Array(String)}}, kind) GROUP BY ch, d
     UNION ALL
     SELECT toString(rc) AS ch, toDate(started_at) AS d, toUInt64(0), count(),
            quantileExactInclusive(0.5)(rs), quantileExactInclusive(0.9)(rs), toUInt64(0), toUInt64(0),
@@ -94,5 +105,5 @@ def channel_metrics(client: Client, channel: str | None = None, days: int | None
                sum(n_csat), if(sum(n_csat) > 0, sum(sum_csat) / sum(n_csat), NULL)
         FROM ({_PARTS}) WHERE {' AND '.join(where)}
         GROUP BY ch, d ORDER BY d, ch"""
-    result = client.query(sql, parameters={"channel": channel, "days": days})
+    result = client.query(sql, parameters={"channel": channel, "days": days, "kinds": INTERACTION_KINDS})
     return [{**dict(zip(METRIC_COLUMNS, row)), "day": row[1].isoformat()} for row in result.result_rows]

@@ -8,6 +8,7 @@ import orjson
 import pyarrow as pa
 
 from projections.origin import Origin
+from schemas import derived as dv
 from schemas import events as ev
 from schemas.envelope import Event
 
@@ -48,6 +49,13 @@ _SUMMARIES: dict[type[ev.Payload], Callable] = {
     ev.CaseResolved: lambda d: f"case {d.case_id} resolved" + (f": {d.resolution}" if d.resolution else ""),
     ev.AddressChanged: lambda d: f"address changed to {d.address.one_line()}",
     ev.IdentityLinked: lambda d: f"{d.kind} {d.value} linked",
+    # derived events: what the projections concluded, on the same timeline
+    dv.AddressFlagged: lambda d: f"ADDRESS FLAGGED undeliverable after {d.returns} returned letters: "
+                                 f"{d.address.one_line()}; stop mailing it",
+    dv.AddressFlagCleared: lambda d: f"address flag cleared ({d.reason})",
+    dv.MailToFlaggedAddress: lambda d: f"ALERT letter {d.letter_id} sent to an address flagged undeliverable",
+    dv.ConsistencyViolated: lambda d: f"INCONSISTENT {d.kind} for {d.subject}: "
+                                      + ", ".join(f"{t.channel} said {t.value}" for t in d.told),
 }
 
 

@@ -213,17 +213,31 @@ def test_a_new_address_clears_every_flag_of_the_customer():
     assert not any(a["flagged"] for a in states[CUSTOMER]["addresses"].values())
 
 
-def test_after_a_change_a_further_return_to_the_old_address_flags_it_again():
+def test_after_a_change_new_returns_to_the_old_address_flag_it_again():
     s = Stream()
     s.returned(T0)
     s.returned(days(1))
     s.changed(days(2), NEW)
     s.sent(days(3))  # no longer flagged: no alert
-    again = s.returned(days(4))
+    s.returned(days(4))  # one return after the change: below the threshold
+    _, _, derived = s.fold()
+    assert kinds(derived) == ["AddressFlagged", "AddressFlagCleared"]
+    again = s.returned(days(5))
     _, rows, derived = s.fold()
     assert kinds(derived) == ["AddressFlagged", "AddressFlagCleared", "AddressFlagged"]
-    assert derived[-1].id == f"flag-{again.id}" and derived[-1].data.returns == 3
+    assert derived[-1].id == f"flag-{again.id}" and derived[-1].data.returns == 4
     assert rows[-1]["actions"] == ["flagged", "cleared: address changed", "flagged"]
+
+
+def test_returns_from_before_an_address_change_that_arrive_after_it_do_not_flag():
+    # Channels have their own topics: the post room's returns may be read after the web's address change.
+    s = Stream()
+    s.changed(days(10), NEW)
+    s.returned(T0)
+    s.returned(days(1))
+    s.sent(days(2))
+    _, rows, derived = s.fold()
+    assert derived == [] and all(r["status"] == "returned" for r in rows)
 
 
 def test_confirming_a_flagged_address_clears_it_and_resets_its_returns():
@@ -343,7 +357,7 @@ def per_customer(rows: list[dict], derived: list[Event]) -> dict[str, tuple[list
             for c in CUSTOMERS}
 
 
-PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY
@@ -355,7 +369,8 @@ def test_redelivery_changes_nothing(streams, data):
     redelivered = list(events)
     if events:
         for i in data.draw(st.lists(st.integers(0, len(events) - 1), max_size=8)):
-            position = data.draw(st.integers(i + 1, len(redelivered)))  # after the original, anywhere later
+            original = next(n for n, item in enumerate(redelivered) if item is events[i])
+            position = data.draw(st.integers(original + 1, len(redelivered)))  # anywhere after the original
             redelivered.insert(position, events[i])
     states2, rows2, derived2 = fold_all(PROJECTION, redelivered, rules)
     strip = lambda ss: {c: {k: v for k, v in s.items() if k != "_seen"} for c, s in ss.items()}  # noqa: E731

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +13,7 @@ from projections.arrow import to_arrow
 from projections.journeys.fold import PROJECTION, SCHEMA, TABLE, fold
 from projections.origin import Origin
 from projections.stateful import Rules, fold_all
+from schemas import derived as dv
 from schemas import events as ev
 from schemas.envelope import Event
 from services import demo
@@ -192,6 +192,14 @@ def test_fold_is_pure_and_redelivery_is_ignored():
     assert len(rows) == 1
 
 
+def test_derived_events_are_not_part_of_journeys():
+    flagged = Event.of(dv.MailToFlaggedAddress(letter_id="L", address_hash="h"), customer="c-1", channel="mail",
+                       source="/omnitrail/projections/flags", id="d1", time=T0)
+    states, rows = run([flagged, event(ev.CallStarted(call_id="C1"), M, "phone", id="e1")])
+    assert [(r["journey_id"], r["version"], r["channels"]) for r in rows] == [("inferred-e1", 1, ["phone"])]
+    assert list(states["c-1"]["journeys"]) == ["inferred-e1"]
+
+
 def test_rows_convert_to_arrow():
     _, rows = run(demo.all_events())
     table = to_arrow(rows, SCHEMA)
@@ -204,7 +212,7 @@ CUSTOMERS = ("p-1", "p-2", "p-3")
 
 
 @st.composite
-def payloads(draw, n: int) -> tuple[ev.Payload, str]:
+def payloads(draw, n: int):
     k = draw(st.integers(0, 9))
     ref = draw(st.sampled_from("ABC"))
     return [
@@ -222,7 +230,7 @@ def payloads(draw, n: int) -> tuple[ev.Payload, str]:
 
 
 @st.composite
-def customer_events(draw, customer: str) -> list[Event]:
+def customer_events(draw, customer: str):
     count = draw(st.integers(0, 12))
     out = []
     for n in range(count):
@@ -236,10 +244,6 @@ def customer_events(draw, customer: str) -> list[Event]:
 
 def snapshot_state(states: dict[str, dict]) -> bytes:
     return orjson.dumps(states, option=orjson.OPT_SORT_KEYS)
-
-
-def without_origin(rows: dict[str, dict]) -> dict[str, dict]:
-    return {k: {f: v for f, v in r.items() if f not in ("topic", "partition", "offset")} for k, r in rows.items()}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
