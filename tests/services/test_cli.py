@@ -42,8 +42,12 @@ def test_emitted_events_show_in_the_timeline_complete_ordered_and_once(settings,
     assert run_cli(settings, "emit", "--file", str(path)).returncode == 0
 
     for customer, expected in events.items():
-        rows = wait_until(lambda: len(r := timeline_json(settings, customer)) >= len(expected) and r, timeout=15)
-        mine = [r for r in rows if r["source"].startswith("/test/")]
+        def mine_if_complete():
+            rows = timeline_json(settings, customer)
+            mine = [r for r in rows if r["source"].startswith("/test/")]
+            return len(mine) >= len(expected) and (rows, mine)
+
+        rows, mine = wait_until(mine_if_complete, timeout=15)
         assert [r["event_id"] for r in mine] == [e.id for e in expected]
         assert [r["time"] for r in rows] == sorted(r["time"] for r in rows)
         assert len({r["channel"] for r in rows}) >= 4
