@@ -8,7 +8,6 @@ old version stays as it is (``tests/schemas/test_published_schemas.py`` fails on
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, Literal

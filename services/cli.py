@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -27,6 +26,10 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
 out = Console()
 err = Console(stderr=True)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -186,22 +189,12 @@ def worker(loglevel: Annotated[str, typer.Option(help="Log level")] = "info") ->
 def timeline(
     customer: Annotated[str, typer.Argument(help="Customer id")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
-    since: Annotated[Optional[datetime], typer.Option(help="Only events at or after this time (UTC if no zone)")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only events at or after this RFC 3339 time (UTC if no zone)")] = None,
 ) -> None:
     """Show a customer's interactions on every channel, in time order."""
-    from services.reader import ReaderError, read_timeline
-
-    settings = Settings()
-    if since is not None and since.tzinfo is None:
-        from datetime import UTC
-        since = since.replace(tzinfo=UTC)
-    try:
-        rows = read_timeline(settings, customer, since)
-    except ReaderError as exc:
-        fail(str(exc))
+    rows = query("timeline", customer_id=customer, since=since)
     if as_json:
-        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return
+        return print_json(rows)
     print_timeline(customer, rows)
 
 
@@ -217,8 +210,7 @@ def print_timeline(customer: str, rows: list[dict]) -> None:
 def show(rows: list[dict], columns: list[str], title: str, as_json: bool) -> None:
     """Rows as JSON, or as a table of the given columns."""
     if as_json:
-        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
-        return
+        return print_json(rows)
     table = Table(title=f"{title} ({len(rows)})", title_justify="left")
     for name in columns:
         table.add_column(name, overflow="fold")
@@ -264,7 +256,7 @@ def consistency(customer: Annotated[Optional[str], typer.Option(help="Only this 
     violations = query("consistency", customer_id=customer, subject=subject)
     summary = query("consistency_summary")
     if as_json:
-        return show({"violations": violations, "summary": summary}, [], "", True)  # type: ignore[arg-type]
+        return print_json({"violations": violations, "summary": summary})
     show(violations, ["detected_at", "customer_id", "kind", "subject", "channels", "values"], "Violations", False)
     show(summary, list(summary[0]) if summary else ["kind", "subject", "channel"], "Per subject and channel", False)
 

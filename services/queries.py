@@ -19,7 +19,10 @@ from projections.timeline.queries import customer_timeline
 
 
 def parse_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 time: {text!r} (e.g. 2026-11-01T09:00:00Z)") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.codec import decode, encode
+from schemas.codec import decode
 from services.publisher import Publisher
 from services.reader import read_timeline
 from tests.support.events import journey

@@ -10,28 +10,15 @@ import pytest
 from projections.arrow import to_arrow
 from projections.consistency import fold as consistency
 from projections.consistency.queries import channel_summary, violations
-from projections.migrate import discover, migrate
 from projections.origin import Origin
 from projections.quotes import fold as quotes
 from projections.stateful import fold_all
-from projections.store import connect
 from schemas import events as ev
 from schemas.envelope import Event
-from tests.support.brokers import running_clickhouse
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def client(tmp_path):
-    with running_clickhouse(tmp_path) as url:
-        c = connect(url)
-        # Only this feature's migrations: the tests must not depend on other projections' tables.
-        migrate(c, [m for m in discover() if m.projection in ("quotes", "consistency")])
-        yield c
-        c.close()
 
 
 def told(customer: str, channel: str, id: str, payload: ev.Payload, hours: float = 0) -> Event:

@@ -9,13 +9,10 @@ import pytest
 from projections.arrow import to_arrow
 from projections.flags.fold import PROJECTION, SCHEMA, TABLE, address_hash
 from projections.flags.queries import customer_flags, open_flags, suppression_list
-from projections.migrate import migrate
 from projections.origin import Origin
 from projections.stateful import fold_all
-from projections.store import connect
 from schemas import events as ev
 from schemas.envelope import Event
-from tests.support.brokers import running_clickhouse
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +41,6 @@ def scenario() -> list[tuple[Event, Origin]]:
     return [(Event.of(p, customer=c, channel="web" if isinstance(p, ev.AddressChanged) else "mail",
                       source="/test", id=f"e{i}", time=T0 + timedelta(days=d)), Origin("omnitrail.mail", 0, i))
             for i, (c, p, d) in enumerate(plan)]
-
-
-@pytest.fixture
-def client(tmp_path):
-    with running_clickhouse(tmp_path) as url:
-        c = connect(url)
-        migrate(c)
-        yield c
-        c.close()
 
 
 @pytest.fixture

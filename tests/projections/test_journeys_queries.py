@@ -12,16 +12,13 @@ from projections.arrow import to_arrow
 from projections.feedback import fold as feedback
 from projections.journeys.fold import PROJECTION, SCHEMA
 from projections.journeys.queries import channel_metrics, customer_journeys
-from projections.migrate import migrate
 from projections.origin import Origin
 from projections.stateful import fold_all
-from projections.store import connect
 from projections.timeline import fold as timeline
 from schemas import derived as dv
 from schemas import events as ev
 from schemas.envelope import Event
 from services import demo
-from tests.support.brokers import running_clickhouse
 
 pytestmark = pytest.mark.integration
 
@@ -69,15 +66,6 @@ def stories() -> list[Event]:
     # The newest event in the store: an NPS 9 about email the next day.
     events.append(feedback_event(99, "nps", 9, "email", DAY + D))
     return events
-
-
-@pytest.fixture
-def client(tmp_path):
-    with running_clickhouse(tmp_path) as url:
-        c = connect(url)
-        migrate(c)
-        yield c
-        c.close()
 
 
 @pytest.fixture

@@ -15,63 +15,49 @@ from projections.registry import PROJECTIONS, Projection
 from projections.store import connect
 from projections.timeline.queries import customer_timeline
 from projections.writer import ProjectionWriter
-from tests.support.brokers import running_clickhouse
 from tests.support.events import journey
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def store_url(tmp_path):
-    with running_clickhouse(tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def client(store_url):
-    c = connect(store_url)
-    yield c
-    c.close()
-
-
-def test_migrations_apply_once_and_refuse_edits(client):
-    applied = migrate(client)
+def test_migrations_apply_once_and_refuse_edits(bare_client):
+    applied = migrate(bare_client)
     assert [(m.projection, m.version) for m in applied] == [(m.projection, m.version) for m in discover()]
     assert ("timeline", 1) in {(m.projection, m.version) for m in applied}
-    assert migrate(client) == []
+    assert migrate(bare_client) == []
     first = discover()[0]
     edited = Migration(first.projection, first.version, first.name, first.sql + "\n-- edited")
     with pytest.raises(RuntimeError, match="never edited"):
-        migrate(client, [edited])
+        migrate(bare_client, [edited])
 
 
-def test_duplicate_deliveries_read_once_in_time_order(client):
-    migrate(client)
+def test_duplicate_deliveries_read_once_in_time_order(bare_client):
+    migrate(bare_client)
     events = journey("s-1") + journey("s-2")
     batch = [(e, Origin("omnitrail.x", 0, i)) for i, e in enumerate(events)]
-    writer = ProjectionWriter(client)
+    writer = ProjectionWriter(bare_client)
     assert writer.write(batch).failed == {}
     writer.write(list(reversed(batch[:4])))  # redelivered after a crash, in another batch
-    rows = customer_timeline(client, "s-1")
+    rows = customer_timeline(bare_client, "s-1")
     assert [r["event_id"] for r in rows] == [e.id for e in journey("s-1")]
     assert rows[0]["offset"] == 0 and rows[0]["topic"] == "omnitrail.x"
     since = journey("s-1")[5].time
-    assert [r["event_id"] for r in customer_timeline(client, "s-1", since)] == [e.id for e in journey("s-1")[5:]]
+    assert [r["event_id"] for r in customer_timeline(bare_client, "s-1", since)] == [e.id for e in journey("s-1")[5:]]
 
 
-def test_writer_retries_until_the_store_accepts(client):
+def test_writer_retries_until_the_store_accepts(bare_client):
     # The table is missing at first (as after a failed write); the writer must wait, not drop the batch.
     events = journey("s-3")
-    writer = ProjectionWriter(client, max_backoff=0.2)
-    creator = threading.Timer(0.5, migrate, args=(client,))
+    writer = ProjectionWriter(bare_client, max_backoff=0.2)
+    creator = threading.Timer(0.5, migrate, args=(bare_client,))
     creator.start()
     started = time.monotonic()
     writer.write([(e, Origin("t", 0, i)) for i, e in enumerate(events)])
     assert time.monotonic() - started >= 0.4
-    assert len(customer_timeline(client, "s-3")) == len(events)
+    assert len(customer_timeline(bare_client, "s-3")) == len(events)
 
 
-def test_a_second_process_cannot_open_an_embedded_store_in_use(client, store_url):
+def test_a_second_process_cannot_open_an_embedded_store_in_use(bare_client, store_url):
     if not store_url.startswith("chdb://"):
         pytest.skip("only an embedded store is owned by one process")
     code = ("from projections.store import StoreLocked, connect\n"
@@ -85,8 +71,8 @@ def test_unknown_url_scheme_is_a_clear_error():
         connect("postgres://localhost/x")
 
 
-def test_an_event_a_projection_cannot_fold_is_reported_and_the_rest_written(client):
-    migrate(client)
+def test_an_event_a_projection_cannot_fold_is_reported_and_the_rest_written(bare_client):
+    migrate(bare_client)
     timeline = PROJECTIONS["timeline"]
 
     def fragile(event, origin):
@@ -95,7 +81,7 @@ def test_an_event_a_projection_cannot_fold_is_reported_and_the_rest_written(clie
         return timeline.project(event, origin)
 
     events = journey("s-4")
-    writer = ProjectionWriter(client, [Projection("fragile", timeline.table, timeline.schema, fragile)], [])
+    writer = ProjectionWriter(bare_client, [Projection("fragile", timeline.table, timeline.schema, fragile)], [])
     failed = writer.write([(e, Origin("t", 0, i)) for i, e in enumerate(events)]).failed
     assert failed == {4: "projection fragile failed: ValueError: boom"}
-    assert len(customer_timeline(client, "s-4")) == len(events) - 1
+    assert len(customer_timeline(bare_client, "s-4")) == len(events) - 1

@@ -82,3 +82,9 @@ def test_timeline_reads_the_store_directly_when_no_worker_runs(settings):
     assert orjson.loads(result.stdout) == []
     table = run_cli(settings, "timeline", "nobody")
     assert "Timeline of nobody (0 events)" in table.stdout
+
+
+def test_timeline_since_takes_rfc3339_and_rejects_nonsense(settings):
+    assert run_cli(settings, "timeline", "nobody", "--since", "2026-11-01T00:00:00Z").returncode == 0
+    bad = run_cli(settings, "timeline", "nobody", "--since", "yesterday-ish")
+    assert bad.returncode == 1 and "not an RFC 3339 time" in bad.stderr
