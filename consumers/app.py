@@ -2,7 +2,7 @@
 
 The agent only decodes (through the codec), dead-letters what cannot be decoded, and hands the batch and the
 customers' states to the ``ProjectionWriter`` (in a thread: ClickHouse calls block). After the rows are stored it
-publishes the derived events, then saves the new states in the faust tables (changelogged), and only then does
+publishes the derived events, then saves the new states in a faust table (changelogged), and only then does
 faust acknowledge the batch's offsets. A crash at any point replays the batch: rows collapse on their keys,
 derived events keep their deterministic ids, and a state that already holds an event ignores it.
 """
@@ -18,7 +18,7 @@ from consumers.deadletter import deadletter_headers
 from projections.origin import Origin
 from projections.writer import ProjectionWriter
 from schemas.codec import DecodeError, decode, encode
-from services.settings import Settings
+from services.settings import STATE_TABLE, Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,10 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
                         value_serializer="raw")
     derived_topic = app.topic(settings.derived_topic, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
-    state_schema = faust.Schema(key_serializer="raw", value_serializer="json")
-    tables = {p.name: app.Table(p.name, default=dict, partitions=settings.partitions, schema=state_schema,
-                                use_partitioner=True)
-              for p in writer.stateful}
+    # One table for all stateful projections: {projection: state} per customer. A changelog message per customer
+    # and batch, rather than one per projection, is most of the worker's cost.
+    states_table = app.Table(STATE_TABLE, default=dict, partitions=settings.partitions, use_partitioner=True,
+                             schema=faust.Schema(key_serializer="raw", value_serializer="json"))
 
     @app.agent(sources, name="projections")
     async def project_events(stream):
@@ -62,18 +62,20 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
                     await dead_letter(msg, origin, exc.reason)
             if not batch:
                 continue
-            customers = {event.subject for event, _ in batch}
-            states = {name: {c: table[c.encode()] for c in customers if c.encode() in table}
-                      for name, table in tables.items()}
+            keys = {event.subject.encode() for event, _ in batch}
+            before = {key: states_table[key] for key in keys if key in states_table}
+            states = {p.name: {key.decode(): s[p.name] for key, s in before.items() if p.name in s}
+                      for p in writer.stateful}
             written = await loop.run_in_executor(None, writer.write, batch, states)
             for i, reason in written.failed.items():
                 await dead_letter(messages[i], batch[i][1], reason)
             for event in written.derived:
                 record = encode(event, settings.event_mode)
                 await (await derived_topic.send(key=record.key, value=record.value, headers=record.headers))
-            for name, new_states in written.states.items():
-                for customer, state in new_states.items():
-                    tables[name][customer.encode()] = state
+            for key in keys:
+                customer = key.decode()
+                states_table[key] = {**before.get(key, {}), **{name: by_customer[customer] for name, by_customer
+                                                               in written.states.items() if customer in by_customer}}
 
     async def dead_letter(msg, origin: Origin, reason: str) -> None:
         log.warning("dead-lettering %s: %s", origin, reason)

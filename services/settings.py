@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from projections.stateful import Rules
 from schemas.channels import Channel
 
+STATE_TABLE = "customer-state"  # the worker's faust table of the stateful projections' states, keyed by customer
+
 
 class Settings(BaseSettings):
     """Frozen runtime configuration of omnitrail.
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
     event_mode: Literal["binary", "structured"] = "binary"
     source: str = "/omnitrail/cli"
     consumer_group: str = "omnitrail-projections"
-    batch_size: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=2000, ge=1)
     batch_seconds: float = Field(default=0.2, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8765, ge=0, le=65535)
@@ -90,9 +92,10 @@ class Settings(BaseSettings):
     def rules(self) -> Rules:
         return Rules(self.flag_threshold, self.flag_window_days, self.consistency_window_days, self.journey_gap_hours)
 
-    def changelog_topic(self, table: str) -> str:
-        """The changelog of a worker table: faust names it ``<app id>-<table>-changelog``."""
-        return f"{self.consumer_group}-{table}-changelog"
+    @property
+    def state_changelog_topic(self) -> str:
+        """The compacted changelog of the worker's state table: faust names it ``<app id>-<table>-changelog``."""
+        return f"{self.consumer_group}-{STATE_TABLE}-changelog"
 
     @property
     def derived_topic(self) -> str:

@@ -9,17 +9,11 @@ from __future__ import annotations
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from projections.registry import STATEFUL
 from services.settings import Settings
 
 
 def all_topics(settings: Settings) -> list[str]:
     return [*settings.channel_topics, settings.derived_topic, settings.deadletter_topic]
-
-
-def changelog_topics(settings: Settings) -> list[str]:
-    """The compacted topics behind the worker's faust tables (one per stateful projection)."""
-    return [settings.changelog_topic(name) for name in STATEFUL]
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -29,7 +23,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise ConnectionError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None
-    compacted = set(changelog_topics(settings))
+    compacted = {settings.state_changelog_topic}
     missing = [t for t in all_topics(settings) + sorted(compacted) if t not in existing]
     if not missing:
         return []
