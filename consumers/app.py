@@ -44,8 +44,10 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
     deadletter = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
     # One table for all stateful projections: {projection: state} per customer. A changelog message per customer
     # and batch, rather than one per projection, is most of the worker's cost.
+    # key_type=bytes: faust derives the changelog serializers from the types (raw keys, JSON values); a schema
+    # would set the live writes' serializers but not those recovery reads with.
     states_table = app.Table(STATE_TABLE, default=dict, partitions=settings.partitions, use_partitioner=True,
-                             schema=faust.Schema(key_serializer="raw", value_serializer="json"))
+                             key_type=bytes)
 
     @app.agent(sources, name="projections")
     async def project_events(stream):
