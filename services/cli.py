@@ -313,7 +313,8 @@ def alerts(follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep wai
                     sys.stdout.write(event.model_dump_json() + "\n")
                 else:
                     out.print(f"{event.time:%Y-%m-%d %H:%M} [bold]team {event.channel.value}[/bold] "
-                              f"customer {event.subject}: {summary(event)}", highlight=False)
+                              f"customer {event.subject}: {summary(event)}", highlight=False,
+                              soft_wrap=True)  # one alert per line, for tailing and grep
                 sys.stdout.flush()
     except KeyboardInterrupt:
         pass
