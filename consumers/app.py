@@ -53,7 +53,7 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
     async def project_events(stream):
         loop = asyncio.get_running_loop()
         async for records in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            batch, messages = [], []
+            batch, messages, pending = [], [], []
             for record in records:
                 msg = record.message
                 origin = Origin(msg.topic, msg.partition, msg.offset)
@@ -61,28 +61,32 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
                     batch.append((decode(msg.value, msg.headers), origin))
                     messages.append(msg)
                 except DecodeError as exc:
-                    await dead_letter(msg, origin, exc.reason)
-            if not batch:
-                continue
-            keys = {event.subject.encode() for event, _ in batch}
-            before = {key: states_table[key] for key in keys if key in states_table}
-            states = {p.name: {key.decode(): s[p.name] for key, s in before.items() if p.name in s}
-                      for p in writer.stateful}
-            written = await loop.run_in_executor(None, writer.write, batch, states)
-            for i, reason in written.failed.items():
-                await dead_letter(messages[i], batch[i][1], reason)
-            for event in written.derived:
-                record = encode(event, settings.event_mode)
-                await (await derived_topic.send(key=record.key, value=record.value, headers=record.headers))
-            for key in keys:
-                customer = key.decode()
-                states_table[key] = {**before.get(key, {}), **{name: by_customer[customer] for name, by_customer
-                                                               in written.states.items() if customer in by_customer}}
+                    pending.append(await dead_letter(msg, origin, exc.reason))
+            if batch:
+                keys = {event.subject.encode() for event, _ in batch}
+                before = {key: states_table[key] for key in keys if key in states_table}
+                states = {p.name: {key.decode(): s[p.name] for key, s in before.items() if p.name in s}
+                          for p in writer.stateful}
+                written = await loop.run_in_executor(None, writer.write, batch, states)
+                for i, reason in written.failed.items():
+                    pending.append(await dead_letter(messages[i], batch[i][1], reason))
+                for event in written.derived:
+                    record = encode(event, settings.event_mode)
+                    pending.append(await derived_topic.send(key=record.key, value=record.value,
+                                                            headers=record.headers))
+            # Dead letters and derived events are delivered before the states are saved and the offsets acked.
+            await asyncio.gather(*pending)
+            if batch:
+                for key in keys:
+                    customer = key.decode()
+                    states_table[key] = {**before.get(key, {}), **{
+                        name: by_customer[customer] for name, by_customer in written.states.items()
+                        if customer in by_customer}}
 
-    async def dead_letter(msg, origin: Origin, reason: str) -> None:
+    async def dead_letter(msg, origin: Origin, reason: str):
+        """Send the record to the dead-letter topic; returns the delivery future to await."""
         log.warning("dead-lettering %s: %s", origin, reason)
-        sent = await deadletter.send(key=msg.key, value=msg.value,
+        return await deadletter.send(key=msg.key, value=msg.value,
                                      headers=deadletter_headers(msg.headers, reason, origin))
-        await sent  # delivered before the offset can be committed
 
     return app
