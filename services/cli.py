@@ -139,6 +139,32 @@ def stack_status() -> None:
     out.print(f"clickhouse: {settings.store_url}")
 
 
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False) -> None:
+    """Consumer lag per partition and how fresh the projections are."""
+    from datetime import UTC, datetime
+
+    from services.status import consumer_lag
+
+    settings = Settings()
+    try:
+        lags = consumer_lag(settings)
+    except ConnectionError as exc:
+        fail(str(exc))
+    [fresh] = query("freshness")
+    last = fresh["last_projected"]
+    fresh["age_seconds"] = (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds() if last else None
+    rows = [{"topic": p.topic, "partition": p.partition, "committed": p.committed, "end": p.end, "lag": p.lag}
+            for p in lags]
+    if as_json:
+        return print_json({"partitions": rows, "total_lag": sum(p.lag for p in lags), "projections": fresh})
+    show([r for r in rows if r["end"]], ["topic", "partition", "committed", "end", "lag"],
+         "Partitions with data", False)
+    out.print(f"total lag: {sum(p.lag for p in lags)} record(s)")
+    age = "n/a" if last is None else f"{fresh['age_seconds']:.1f} s ago"
+    out.print(f"timeline: {fresh['rows']} rows, newest event {fresh['newest_event']}, last projected {last} ({age})")
+
+
 # --- projections -----------------------------------------------------------------------------------------------------
 @app.command()
 def migrate() -> None:

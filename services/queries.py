@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 from projections.consistency import queries as consistency_queries
 from projections.flags import queries as flag_queries
 from projections.journeys import queries as journey_queries
-from projections.timeline.queries import customer_timeline
+from projections.timeline.queries import customer_timeline, freshness
 
 
 def parse_time(text: str) -> datetime:
@@ -43,6 +43,7 @@ class Query:
 
 QUERIES: dict[str, Query] = {
     "timeline": Query(customer_timeline, {"customer_id": str, "since": parse_time, "limit": int}, ("customer_id",)),
+    "freshness": Query(freshness, {}),
     "flags": Query(flag_queries.open_flags, {}),
     "suppression": Query(flag_queries.suppression_list, {}),
     "customer_flags": Query(flag_queries.customer_flags, {"customer_id": str}, ("customer_id",)),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 from clickhouse_connect.driver.client import Client
@@ -21,3 +21,13 @@ def customer_timeline(client: Client, customer_id: str, since: datetime | None =
         parameters={"customer": customer_id, "since": since, "limit": limit})
     return [{**dict(zip(COLUMNS, row)), "time": row[0].isoformat(), "data": orjson.loads(row[8])}
             for row in result.result_rows]
+
+
+def freshness(client: Client) -> list[dict]:
+    """The newest event on the timeline and when the worker last projected one (UTC), with the row count."""
+    rows, newest, projected = client.query(
+        "SELECT count(), max(time), max(projected_at) FROM timeline").result_rows[0]
+    def utc(t):  # the embedded engine hands back naive datetimes in UTC
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat() if rows else None
+
+    return [{"rows": rows, "newest_event": utc(newest), "last_projected": utc(projected)}]
