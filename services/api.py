@@ -1,6 +1,9 @@
 """The worker's small loopback read API, so other processes can read an embedded store the worker owns.
 
 GET /health                         -> {"ok": true}
+POST /replay/<projection>           -> start a rebuild in the worker (see services.replay); GET /replay: its
+                                       progress; DELETE /replay: cancel it; GET /replay/<projection>/verify:
+                                       parity with the previous version; POST /replay/<projection>/drop-old
 GET /<query>[/<customer>]?<params>  -> {"rows": [...]}; a query of ``services.queries.QUERIES``, e.g.
                                        /timeline/cust-1?since=2026-11-01T00:00:00Z, /flags?suppression=true
 Errors are JSON ``{"error": ...}`` with a 4xx/5xx status.
@@ -15,7 +18,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from projections.replay import ReplayError
 from services.queries import QUERIES, run_query
+from services.replay import Replays
 
 
 def dumps(obj) -> bytes:
@@ -25,7 +30,7 @@ def dumps(obj) -> bytes:
 class ReadAPI:
     """Serves reads from ``client`` on ``host:port`` in a daemon thread; ``port=0`` picks a free port."""
 
-    def __init__(self, client: Client, host: str, port: int):
+    def __init__(self, client: Client, host: str, port: int, replays: Replays | None = None):
         lock = threading.Lock()  # one clickhouse client serves one query at a time
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,7 +45,36 @@ class ReadAPI:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _replay(self, method: str) -> None:
+                parts = [unquote(p) for p in urlparse(self.path).path.strip("/").split("/")]
+                if replays is None:
+                    return self._send(404, {"error": "this process runs no rebuilds"})
+                try:
+                    if method == "GET" and parts == ["replay"]:
+                        return self._send(200, {"replay": replays.status()})
+                    if method == "DELETE" and parts == ["replay"]:
+                        return self._send(200, {"cancelled": replays.cancel()})
+                    if method == "POST" and len(parts) == 2:
+                        return self._send(202, {"replay": replays.start(parts[1]).as_dict()})
+                    if method == "POST" and len(parts) == 3 and parts[2] == "drop-old":
+                        return self._send(200, {"dropped": replays.drop_old(parts[1])})
+                    if method == "GET" and len(parts) == 3 and parts[2] == "verify":
+                        return self._send(200, {"differences": replays.verify(parts[1])})
+                    return self._send(404, {"error": f"no such resource: {self.path}"})
+                except ReplayError as exc:
+                    return self._send(409, {"error": str(exc)})
+                except Exception as exc:
+                    return self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+            def do_POST(self):
+                return self._replay("POST")
+
+            def do_DELETE(self):
+                return self._replay("DELETE")
+
             def do_GET(self):
+                if self.path.startswith("/replay"):
+                    return self._replay("GET")
                 url = urlparse(self.path)
                 params: dict[str, object] = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 parts = [unquote(p) for p in url.path.strip("/").split("/")]

@@ -24,8 +24,9 @@ stack_app = typer.Typer(help="The local stack: a Kafka-protocol broker on loopba
 schemas_app = typer.Typer(help="Published JSON Schemas of the event types.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: messages stay one line each (for scripts and grep); tables still fit the terminal.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(obj) -> None:
@@ -110,8 +111,11 @@ def stack_up() -> None:
     settings = Settings()
     broker = local_broker(settings)
     was_running = broker.pid() is not None
-    broker.start()
-    ensure_topics(settings)
+    try:
+        broker.start()
+        ensure_topics(settings)
+    except (RuntimeError, TimeoutError, ConnectionError) as exc:
+        fail(str(exc))
     out.print(f"broker {'already running' if was_running else 'started'} on {broker.bootstrap} "
               f"(pid {broker.pid()}, data in {broker.data_dir})")
 
@@ -193,6 +197,7 @@ def worker(loglevel: Annotated[str, typer.Option(help="Log level")] = "info") ->
     from projections.store import StoreLocked, connect
     from projections.writer import ProjectionWriter
     from services.api import ReadAPI
+    from services.replay import Replays
     from services.topics import ensure_topics
 
     settings = Settings()
@@ -204,10 +209,88 @@ def worker(loglevel: Annotated[str, typer.Option(help="Log level")] = "info") ->
     except (ConnectionError, StoreLocked) as exc:
         fail(str(exc))
     apply(write_client)
-    api = ReadAPI(connect(settings.store_url), settings.api_host, settings.api_port).start()
+    api = ReadAPI(connect(settings.store_url), settings.api_host, settings.api_port, Replays(settings)).start()
     logging.getLogger("omnitrail").info("read API on %s", api.url)
     faust_app = create_app(settings, ProjectionWriter(write_client))
     faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+
+
+@app.command()
+def replay(
+    projection: Annotated[str, typer.Argument(help="Projection: timeline, quotes, feedback, flags, consistency, journeys")],
+    drop_old: Annotated[bool, typer.Option("--drop-old", help="Drop the version kept by the last rebuild")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Compare the rebuilt version with the previous one")] = False,
+) -> None:
+    """Rebuild a projection from the log into a new table version and switch readers to it, while the worker runs."""
+    import threading
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from projections.replay import ReplayError, drop_old as drop, verify as compare
+    from projections.store import StoreLocked, connect
+    from services.reader import ReaderError, api_get
+    from services.replay import Replays, new_rebuild
+
+    settings = Settings()
+    remote = settings.embedded_store and api_get(settings, "/health", 2) is not None
+
+    def call(method: str, path: str) -> dict:
+        try:
+            answer = api_get(settings, path, 60, method)
+        except ReaderError as exc:
+            fail(str(exc))
+        if answer is None:
+            fail(f"the worker at {settings.api_url} stopped answering")
+        return answer
+
+    try:
+        client = None if remote else connect(settings.store_url)
+    except StoreLocked as exc:
+        fail(f"{exc}; and no worker read API answers at {settings.api_url}")
+    try:
+        if drop_old:
+            dropped = call("POST", f"/replay/{projection}/drop-old")["dropped"] if remote else drop(client, projection)
+            return out.print("previous version dropped" if dropped else "there was no previous version")
+        if verify:
+            diffs = call("GET", f"/replay/{projection}/verify")["differences"] if remote else compare(client, projection)
+            if diffs:
+                show(diffs, ["customer_id", "current", "previous"], "Customers whose rows differ", False)
+                raise typer.Exit(1)
+            return out.print(f"parity: {projection} matches its previous version for every customer "
+                             "(row counts and checksums)")
+        if remote:
+            call("POST", f"/replay/{projection}")
+
+            def status() -> dict:
+                return call("GET", "/replay")["replay"]
+
+            def cancel() -> None:
+                call("DELETE", "/replay")
+        else:
+            rebuild = new_rebuild(settings, projection, client)
+            threading.Thread(target=Replays.run_quietly, args=(rebuild,), daemon=True).start()
+            status, cancel = rebuild.progress.as_dict, rebuild.cancel
+        columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} records"),
+                   TextColumn("{task.fields[rate]:,.0f} events/s"), TimeRemainingColumn(),
+                   TextColumn("{task.fields[where]}")]
+        try:
+            with Progress(*columns, console=err) as bar:
+                task = bar.add_task(f"rebuild {projection}", total=None, rate=0, where="")
+                while (p := status())["state"] in ("starting", "rebuilding", "switching"):
+                    behind = [f"{k}@{v}/{p['ends'][k]}" for k, v in p["positions"].items() if v < p["ends"].get(k, 0)]
+                    bar.update(task, completed=p["events"], total=p["total"] or None, rate=p["rate"],
+                               description=f"{p['state']} {projection}", where=" ".join(behind[:3]))
+                    time.sleep(0.3)
+        except KeyboardInterrupt:
+            cancel()
+            fail(f"interrupted; run `omnitrail replay {projection}` again to resume (a stateful projection "
+                 "starts over)", 130)
+        if p["state"] != "done":
+            fail(f"rebuild {p['state']}: {p['error'] or 'see the worker log'}")
+        out.print(f"rebuilt {projection} from {p['events']:,} records at {p['rate']:,.0f} events/s; readers now "
+                  f"see the new version; the previous one is kept until `omnitrail replay {projection} --drop-old`")
+    except ReplayError as exc:
+        fail(str(exc))
 
 
 # --- reading ---------------------------------------------------------------------------------------------------------
@@ -339,8 +422,7 @@ def alerts(follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep wai
                     sys.stdout.write(event.model_dump_json() + "\n")
                 else:
                     out.print(f"{event.time:%Y-%m-%d %H:%M} [bold]team {event.channel.value}[/bold] "
-                              f"customer {event.subject}: {summary(event)}", highlight=False,
-                              soft_wrap=True)  # one alert per line, for tailing and grep
+                              f"customer {event.subject}: {summary(event)}", highlight=False)
                 sys.stdout.flush()
     except KeyboardInterrupt:
         pass
@@ -429,3 +511,129 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
         if started_broker:
             broker.stop()
         out.print("stopped")
+
+
+# --- the simulator ---------------------------------------------------------------------------------------------------
+@app.command()
+def simulate(
+    customers: Annotated[int, typer.Option(help="Number of customers (at least 4: one per story)")] = 100,
+    days: Annotated[int, typer.Option(help="Days of traffic to generate")] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same events and truth")] = 1,
+    rate: Annotated[float, typer.Option(help="Events per second when publishing (0 = as fast as possible)")] = 0,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Directory for events.jsonl and truth.json "
+                                                    "(default: <state dir>/simulation)")] = None,
+    publish: Annotated[bool, typer.Option("--publish/--no-publish", help="Publish the events to Kafka")] = True,
+) -> None:
+    """Generate realistic omnichannel traffic with known stories, write it and its ground truth, and publish it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from services.publisher import Publisher, PublishError
+    from services.simulate import simulate as generate
+    from services.simulate import write_simulation
+
+    if rate < 0:
+        fail("--rate must be 0 or more", 2)
+    settings = Settings()
+    try:
+        sim = generate(customers, days, seed)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    events_path, truth_path = write_simulation(sim, out_dir or settings.state_dir / "simulation")
+    published = 0
+    if publish:
+        chunk = max(1, min(500, int(rate / 5))) if rate else 500  # paced: about five chunks a second
+        started = time.monotonic()
+        try:
+            with Publisher(settings) as publisher, Progress(
+                    TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=err) as progress:
+                task = progress.add_task("publish", total=len(sim.events))
+                for i in range(0, len(sim.events), chunk):
+                    published += publisher.publish_many(sim.events[i:i + chunk])
+                    progress.update(task, completed=published)
+                    if rate:
+                        time.sleep(max(0.0, started + published / rate - time.monotonic()))
+        except PublishError as exc:
+            fail(f"{exc} ({published} published before)")
+    truth = sim.truth
+    out.print(f"{len(sim.events)} events for {customers} customers over {days} day(s), seed {seed}: "
+              + ", ".join(f"{c} {n}" for c, n in truth["per_channel"].items()), highlight=False)
+    out.print(f"truth: {sum(len(f) for f in truth['flags'].values())} flag(s), {len(truth['violations'])} "
+              f"violation(s), {truth['journey_metrics']['journeys']} journeys; stories: "
+              + ", ".join(f"{k} {v}" for k, v in truth["stories"].items()), highlight=False)
+    out.print(f"published {published} event(s)" if publish else "not published (--no-publish)")
+    out.print(f"events: {events_path}\ntruth:  {truth_path}", highlight=False)
+
+
+# --- dead letters ------------------------------------------------------------------------------------------------------
+deadletter_app = typer.Typer(help="Records the worker could not process: list them, replay them after a fix.",
+                             no_args_is_help=True)
+app.add_typer(deadletter_app, name="deadletter")
+
+
+def parse_since(since: str | None):
+    """An RFC 3339 time option (UTC if no zone), or ``fail`` with exit code 2."""
+    from services.deadletter import parse_time
+
+    if since is None:
+        return None
+    parsed = parse_time(since)
+    if parsed is None:
+        fail(f"--since: not an RFC 3339 time: {since!r}", 2)
+    return parsed
+
+
+@deadletter_app.command("list")
+def deadletter_list(
+    reason: Annotated[Optional[str], typer.Option(help="Only dead letters whose reason contains this (any case)")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only those dead-lettered at or after this RFC 3339 time")] = None,
+    as_json: JSON = False,
+) -> None:
+    """The dead letters still pending: not replayed yet, or dead-lettered again after a replay."""
+    from services.deadletter import DeadLetterError, list_dead_letters
+
+    settings = Settings()
+    try:
+        letters = list_dead_letters(settings, reason=reason, since=parse_since(since))
+    except DeadLetterError as exc:
+        fail(str(exc))
+    if as_json:
+        return print_json([d.to_dict() for d in letters])
+    table = Table(title=f"Pending dead letters in {settings.deadletter_topic} ({len(letters)})", title_justify="left")
+    for name in ("dlq", "dead-lettered at", "origin", "key", "size", "reason", "value"):
+        table.add_column(name, overflow="fold", no_wrap=name in ("dlq", "dead-lettered at", "size"))
+    for d in letters:
+        table.add_row(f"{d.dlq_partition}:{d.dlq_offset}",
+                      d.dead_lettered_at.isoformat(timespec="seconds") if d.dead_lettered_at else "?",
+                      f"{d.topic or '?'}[{d.partition}]@{d.offset}", d.key or "", str(d.value_size), d.reason,
+                      d.preview)
+    out.print(table)
+
+
+@deadletter_app.command("replay")
+def deadletter_replay(
+    since: Annotated[Optional[str], typer.Option(help="Only those dead-lettered at or after this RFC 3339 time; "
+                                                      "older ones stay pending")] = None,
+) -> None:
+    """Re-produce each pending dead letter once to its original topic; what still fails is dead-lettered again."""
+    from rich.progress import Progress
+
+    from services.deadletter import DeadLetterError, replay_dead_letters
+
+    settings = Settings()
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("replaying dead letters", total=None)
+        try:
+            report = replay_dead_letters(settings, since=parse_since(since),
+                                         progress=lambda done, total: progress.update(task, completed=done,
+                                                                                      total=total))
+        except DeadLetterError as exc:
+            fail(str(exc))
+    out.print(f"replayed {report.replayed} dead letter(s)", highlight=False)
+    for topic, count in sorted(report.by_topic.items()):
+        out.print(f"  {topic}: {count}", highlight=False)
+    for count, what in ((report.skipped, "dead-lettered before --since"),
+                        (report.unreplayable, "without an origin topic (dlq_topic header)"),
+                        (report.deferred, "deferred to the next replay (cursor metadata full)")):
+        if count:
+            out.print(f"left pending: {count} {what}", highlight=False)

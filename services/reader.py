@@ -24,10 +24,11 @@ class ReaderError(RuntimeError):
     pass
 
 
-def api_get(settings: Settings, path: str, timeout: float = 10.0) -> dict | None:
-    """GET from the worker's read API; None when nothing listens there."""
+def api_get(settings: Settings, path: str, timeout: float = 10.0, method: str = "GET") -> dict | None:
+    """Call the worker's API (GET unless said otherwise); None when nothing listens there."""
     try:
-        with urllib.request.urlopen(settings.api_url + path, timeout=timeout) as resp:
+        request = urllib.request.Request(settings.api_url + path, method=method)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
         raise ReaderError(orjson.loads(exc.read()).get("error", str(exc))) from None

@@ -1,0 +1,74 @@
+"""Runs rebuilds where the store can be written: in this process, or inside the worker that owns an embedded store.
+
+With a ClickHouse server, or an embedded store no worker holds, ``omnitrail replay`` rebuilds in its own process.
+While a worker owns the embedded store, the CLI asks the worker's API to run the rebuild in a thread of its own
+(``POST /replay/<name>``), follows its progress (``GET /replay``) and can cancel it (``DELETE /replay``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from projections.migrate import migrate
+from projections.replay import Progress, Rebuild, ReplayError, drop_old, verify
+from projections.store import connect
+from services.settings import Settings
+from services.topics import all_topics
+
+
+def sources(settings: Settings) -> list[str]:
+    """The topics every projection is built from: the channels and the derived events."""
+    return [t for t in all_topics(settings) if t != settings.deadletter_topic]
+
+
+def new_rebuild(settings: Settings, name: str, client=None) -> Rebuild:
+    client = client or connect(settings.store_url)
+    migrate(client)
+    return Rebuild(client, settings.kafka_bootstrap, sources(settings), name, settings.rules)
+
+
+class Replays:
+    """At most one rebuild at a time in a process (the worker), run in a background thread."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._client = None  # for drop-old and verify; each rebuild has a client of its own
+        self.current: Rebuild | None = None
+
+    def _store(self):
+        with self._lock:
+            self._client = self._client or connect(self._settings.store_url)
+            return self._client
+
+    def start(self, name: str) -> Progress:
+        with self._lock:
+            if self.current is not None and self.current.progress.state in ("starting", "rebuilding", "switching"):
+                raise ReplayError(f"a rebuild of {self.current.name} is already running")
+            self.current = new_rebuild(self._settings, name)
+            threading.Thread(target=self.run_quietly, args=(self.current,), name=f"replay-{name}",
+                             daemon=True).start()
+            return self.current.progress
+
+    @staticmethod
+    def run_quietly(rebuild: Rebuild) -> None:
+        """Run in a background thread: a failure is recorded in the progress, which the CLI shows."""
+        try:
+            rebuild.run()
+        except Exception:
+            pass
+
+    def status(self) -> dict | None:
+        return self.current.progress.as_dict() if self.current else None
+
+    def cancel(self) -> bool:
+        if self.current is None:
+            return False
+        self.current.cancel()
+        return True
+
+    def drop_old(self, name: str) -> bool:
+        return drop_old(self._store(), name)
+
+    def verify(self, name: str) -> list[dict]:
+        return verify(self._store(), name)
