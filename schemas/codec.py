@@ -8,7 +8,8 @@ Both CloudEvents Kafka protocol binding modes are decoded:
   ``application/cloudevents+json``. As the binding says, that content-type decides the mode; a record with
   neither it nor ``ce_`` headers is read as structured too.
 
-Encoding uses orjson; the key is always the customer id (``subject``).
+Decoding upcasts old versions of a type to the latest (``schemas.upcasters``). Encoding uses orjson; the key is
+always the customer id (``subject``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Literal
 import orjson
 
 from schemas.envelope import Event, InvalidEvent, parse_event
+from schemas.upcasters import upcast
 
 Mode = Literal["binary", "structured"]
 Headers = list[tuple[str, bytes]]
@@ -98,6 +100,6 @@ def decode(value: bytes | None,
         raise DecodeError(f"record has no ce_specversion header and content-type {ctype!r} "
                           f"is not {STRUCTURED_CONTENT_TYPE}")
     try:
-        return parse_event(obj)
+        return upcast(parse_event(obj))
     except InvalidEvent as exc:
         raise DecodeError(f"invalid event: {exc}") from None

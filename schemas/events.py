@@ -27,7 +27,8 @@ class Payload(BaseModel):
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        cls.name = cls.__name__
+        if "name" not in cls.__dict__:  # a later version sets the name it shares with the first one
+            cls.name = cls.__name__
 
     @classmethod
     def type_name(cls) -> str:
@@ -104,6 +105,22 @@ class CallTransferred(Payload):
     call_id: str = Id
     from_queue: str = ""
     to_queue: str = Field(min_length=1, max_length=200)
+    reason: str = Text
+
+
+class CallTransferredV2(Payload):
+    """A call was handed on: to a queue, an agent, or outside (a partner, a back office).
+
+    Version 2 of ``CallTransferred``: v1 could only name queues (``from_queue``/``to_queue``); v2 names the
+    targets and says what kind of target received the call. ``schemas.upcasters`` turns v1 into v2.
+    """
+
+    name: ClassVar[str] = "CallTransferred"
+    version: ClassVar[int] = 2
+    call_id: str = Id
+    from_target: str = Field(default="", max_length=200)
+    to_target: str = Field(min_length=1, max_length=200)
+    target_kind: Literal["queue", "agent", "external"]
     reason: str = Text
 
 
@@ -257,7 +274,7 @@ class IdentityLinked(Payload):
 
 
 PAYLOADS: tuple[type[Payload], ...] = (
-    MailSent, MailReturned, CallStarted, CallTransferred, CallEnded, EmailReceived, EmailSent, MessageReceived,
-    MessageSent, StoreVisited, WebPageViewed, BookingMade, BookingChanged, FeedbackGiven, PriceQuoted, OfferMade,
-    AnswerGiven, CaseOpened, CaseResolved, AddressChanged, IdentityLinked,
+    MailSent, MailReturned, CallStarted, CallTransferred, CallTransferredV2, CallEnded, EmailReceived, EmailSent,
+    MessageReceived, MessageSent, StoreVisited, WebPageViewed, BookingMade, BookingChanged, FeedbackGiven,
+    PriceQuoted, OfferMade, AnswerGiven, CaseOpened, CaseResolved, AddressChanged, IdentityLinked,
 )

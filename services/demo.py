@@ -70,9 +70,12 @@ def transferred_call() -> list[Event]:
     return _story(TRANSFERRED_CUSTOMER, [
         (t, Channel.PHONE, ev.CaseOpened(case_id="K-5", intent="billing-dispute")),
         (t, Channel.PHONE, ev.CallStarted(call_id="C-90", queue="general")),
-        (t + 4 * m, Channel.PHONE, ev.CallTransferred(call_id="C-90", from_queue="general", to_queue="billing")),
-        (t + 9 * m, Channel.PHONE, ev.CallTransferred(call_id="C-90", from_queue="billing", to_queue="payments")),
-        (t + 15 * m, Channel.PHONE, ev.CallTransferred(call_id="C-90", from_queue="payments", to_queue="billing-2")),
+        (t + 4 * m, Channel.PHONE, ev.CallTransferredV2(
+            call_id="C-90", from_target="general", to_target="billing", target_kind="queue")),
+        (t + 9 * m, Channel.PHONE, ev.CallTransferredV2(
+            call_id="C-90", from_target="billing", to_target="payments", target_kind="queue")),
+        (t + 15 * m, Channel.PHONE, ev.CallTransferredV2(
+            call_id="C-90", from_target="payments", to_target="billing-2", target_kind="queue")),
         (t + 22 * m, Channel.PHONE, ev.CallEnded(call_id="C-90", duration_seconds=1320, resolved=True)),
         (t + 23 * m, Channel.PHONE, ev.CaseResolved(case_id="K-5", resolution="credit note issued")),
         (t + 2 * timedelta(hours=1), Channel.SURVEY, ev.FeedbackGiven(

@@ -181,7 +181,7 @@ def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
     key = contact_key(event)
     if key is not None and key not in j["contacts"]:
         j["contacts"].append(key)
-    if isinstance(event.data, ev.CallTransferred):
+    if isinstance(event.data, ev.CallTransferredV2):
         j["transfers"] += 1
     if resolves(event) and (j["resolved_at"] is None or t < j["resolved_at"]):
         j["resolved_at"] = t

@@ -26,8 +26,9 @@ _SUMMARIES: dict[type[ev.Payload], Callable] = {
     ev.MailReturned: lambda d: f"letter {d.letter_id} returned ({d.reason.value.replace('_', ' ')}) "
                                f"from {d.address.one_line()}",
     ev.CallStarted: lambda d: f"{d.direction} call {d.call_id}" + (f" in queue {d.queue}" if d.queue else ""),
-    ev.CallTransferred: lambda d: f"call {d.call_id} transferred {d.from_queue or '?'} -> {d.to_queue}"
-                                  + (f" ({d.reason})" if d.reason else ""),
+    ev.CallTransferredV2: lambda d: f"call {d.call_id} transferred {d.from_target or '?'} -> {d.to_target}"
+                                    + (f" [{d.target_kind}]" if d.target_kind != "queue" else "")
+                                    + (f" ({d.reason})" if d.reason else ""),
     ev.CallEnded: lambda d: f"call {d.call_id} ended after {d.duration_seconds}s, "
                             + ("resolved" if d.resolved else "not resolved"),
     ev.EmailReceived: lambda d: f"email from customer: {d.subject}",

@@ -11,7 +11,7 @@ import pytest
 from projections.replay import Rebuild
 from projections.store import connect
 from services.publisher import Publisher
-from services.reader import read_timeline
+from services.reader import read, read_timeline
 from services.replay import new_rebuild
 from tests.support.events import journey
 from tests.support.wait import wait_until
@@ -78,3 +78,36 @@ def test_an_interrupted_rebuild_resumes_from_its_checkpoint(settings):
     rows = client.query("SELECT event_id FROM timeline FINAL").result_rows
     assert sorted(r[0] for r in rows) == sorted(e.id for e in events)
     client.close()
+
+
+def test_a_log_with_v1_and_v2_events_rebuilds_into_the_v2_projection(settings, worker):
+    from datetime import timedelta
+
+    from schemas import events as ev
+    from schemas.envelope import Event
+    from tests.support.events import T0
+
+    def transfer(n: int, payload) -> Event:
+        return Event.of(payload, customer="ver-1", channel="phone", source="/test/phone", id=f"t-{n}",
+                        time=T0 + timedelta(minutes=n), correlationid="case-9")
+
+    v1 = transfer(1, ev.CallTransferred(call_id="C", from_queue="general", to_queue="billing"))
+    v2 = transfer(2, ev.CallTransferredV2(call_id="C", from_target="billing", to_target="ann", target_kind="agent"))
+    with Publisher(settings) as publisher:
+        publisher.publish_many([v1, v2])
+
+    def both_read():
+        rows = read_timeline(settings, "ver-1")
+        return len(rows) == 2 and rows
+
+    for attempt in ("live", "rebuilt"):
+        rows = wait_until(both_read)
+        assert [r["type"] for r in rows] == ["omnitrail.CallTransferred.v2"] * 2, attempt
+        assert [r["summary"] for r in rows] == ["call C transferred general -> billing",
+                                                "call C transferred billing -> ann [agent]"], attempt
+        [journey] = read(settings, "journeys", customer_id="ver-1")
+        assert journey["transfers"] == 2, attempt
+        if attempt == "live":
+            for projection in ("timeline", "journeys"):
+                assert run_cli(settings, "replay", projection).returncode == 0
+                assert run_cli(settings, "replay", projection, "--verify").returncode == 0

@@ -18,6 +18,8 @@ SAMPLES: dict[type[ev.Payload], ev.Payload] = {
     ev.MailReturned: ev.MailReturned(letter_id="L-1", address=HOME, reason=ev.ReturnReason.MOVED, note="stamp"),
     ev.CallStarted: ev.CallStarted(call_id="C-1", direction="outbound", queue="billing", agent="ann"),
     ev.CallTransferred: ev.CallTransferred(call_id="C-1", from_queue="billing", to_queue="fraud", reason="odd"),
+    ev.CallTransferredV2: ev.CallTransferredV2(call_id="C-1", from_target="billing", to_target="fraud-desk",
+                                               target_kind="agent", reason="odd"),
     ev.CallEnded: ev.CallEnded(call_id="C-1", duration_seconds=312, resolved=True),
     ev.EmailReceived: ev.EmailReceived(message_id="<m1@x>", subject="Refund?", body="Where is my refund?"),
     ev.EmailSent: ev.EmailSent(message_id="<m2@x>", in_reply_to="<m1@x>", subject="Re: Refund?", body="Soon."),
@@ -41,7 +43,7 @@ SAMPLES: dict[type[ev.Payload], ev.Payload] = {
 
 # The channel each sample plausibly happened on (any channel is valid; this just keeps the fixtures readable).
 CHANNEL_OF: dict[type[ev.Payload], str] = {
-    ev.MailSent: "mail", ev.MailReturned: "mail", ev.CallStarted: "phone", ev.CallTransferred: "phone",
+    ev.MailSent: "mail", ev.MailReturned: "mail", ev.CallStarted: "phone", ev.CallTransferred: "phone", ev.CallTransferredV2: "phone",
     ev.CallEnded: "phone", ev.EmailReceived: "email", ev.EmailSent: "email", ev.MessageReceived: "whatsapp",
     ev.MessageSent: "webchat", ev.StoreVisited: "store", ev.WebPageViewed: "web", ev.BookingMade: "web",
     ev.BookingChanged: "partner", ev.FeedbackGiven: "survey", ev.PriceQuoted: "phone", ev.OfferMade: "email",

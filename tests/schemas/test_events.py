@@ -18,7 +18,7 @@ from schemas.derived import DERIVED
 from schemas.registry import BY_TYPE, payload_for
 
 WHEN = datetime(2024, 5, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
-ALL = pytest.mark.parametrize("payload_type", ev.PAYLOADS, ids=lambda p: p.name)
+ALL = pytest.mark.parametrize("payload_type", ev.PAYLOADS, ids=lambda p: p.type_name())
 
 
 def sample_event(payload_type: type[ev.Payload], **kw) -> Event:
@@ -299,7 +299,9 @@ PAST_TENSE = re.compile(r"(ed|Sent|Made|Given)$")
 def test_type_name_format(payload_type):
     match = TYPE_NAME.match(payload_type.type_name())
     assert match, payload_type.type_name()
-    assert match.group(1) == payload_type.name == payload_type.__name__
+    assert match.group(1) == payload_type.name
+    # the first version is the class of that name; a later one adds its version
+    assert payload_type.__name__ == payload_type.name + (f"V{payload_type.version}" if payload_type.version > 1 else "")
     assert int(match.group(2)) == payload_type.version
 
 
@@ -312,7 +314,10 @@ def test_type_names_and_names_are_unique():
     payloads = ev.PAYLOADS + DERIVED
     type_names = [p.type_name() for p in payloads]
     assert len(set(type_names)) == len(type_names)
-    assert len({p.name for p in payloads}) == len(payloads)  # one version each, for now
+    assert len({(p.name, p.version) for p in payloads}) == len(payloads)
+    for name in {p.name for p in payloads}:  # versions of a type are numbered 1, 2, ... without gaps
+        versions = {p.version for p in payloads if p.name == name}
+        assert versions == set(range(1, max(versions) + 1)), name
     assert set(BY_TYPE) == set(type_names)
     assert all(BY_TYPE[p.type_name()] is p for p in payloads)
 
@@ -320,7 +325,8 @@ def test_type_names_and_names_are_unique():
 @ALL
 def test_payload_for_accepts_full_and_short_names(payload_type):
     assert payload_for(payload_type.type_name()) is payload_type
-    assert payload_for(payload_type.name) is payload_type
+    newest = max((p for p in ev.PAYLOADS if p.name == payload_type.name), key=lambda p: p.version)
+    assert payload_for(payload_type.name) is newest  # a short name means the latest version
 
 
 @pytest.mark.parametrize("name", ["Nothing", "omnitrail.Nothing.v1", "omnitrail.CallEnded.v2", "callended", ""])
