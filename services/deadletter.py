@@ -46,10 +46,9 @@ from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from consumers.deadletter import AT, OFFSET, PARTITION, REASON, TOPIC
+from consumers.deadletter import AT, OFFSET, PARTITION, REASON, REPLAYED_FROM, TOPIC
 from services.settings import Settings
 
-REPLAYED_FROM = "dlq_replayed_from"
 METADATA_BUDGET = 3000  # characters of commit metadata we allow ourselves (Kafka's default limit is 4096)
 PREVIEW_CHARS = 80
 

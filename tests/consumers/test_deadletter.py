@@ -104,3 +104,8 @@ def test_capped_reason_is_still_utf8():
     out = dict(deadletter_headers([], reason, ORIGIN, NOW))
     assert len(out[REASON]) <= 10_000
     out[REASON].decode()
+
+
+def test_a_replayed_record_keeps_where_it_was_replayed_from():
+    out = deadletter_headers([("ce_id", b"1"), ("dlq_replayed_from", b"0:7")], "bad", ORIGIN, NOW)
+    assert out == [("ce_id", b"1"), ("dlq_replayed_from", b"0:7")] + DLQ
