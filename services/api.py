@@ -1,6 +1,8 @@
 """The worker's small loopback read API, so other processes can read an embedded store the worker owns.
 
 GET /health                         -> {"ok": true}
+POST /sql  (body: one SQL statement) -> {"columns": [...], "rows": [[...]]}: the embedded store, for analysts
+                                       and operators (the API listens on loopback unless configured otherwise)
 POST /replay/<projection>           -> start a rebuild in the worker (see services.replay); GET /replay: its
                                        progress; DELETE /replay: cancel it; GET /replay/<projection>/verify:
                                        parity with the previous version; POST /replay/<projection>/drop-old
@@ -19,7 +21,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from projections.replay import ReplayError
-from services.queries import QUERIES, run_query
+from services.queries import QUERIES, run_query, run_sql
 from services.replay import Replays
 
 
@@ -67,7 +69,17 @@ class ReadAPI:
                     return self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
 
             def do_POST(self):
+                if urlparse(self.path).path == "/sql":
+                    return self._sql()
                 return self._replay("POST")
+
+            def _sql(self) -> None:
+                statement = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                try:
+                    with lock:
+                        return self._send(200, run_sql(client, statement))
+                except Exception as exc:
+                    return self._send(400, {"error": f"{type(exc).__name__}: {exc}"})
 
             def do_DELETE(self):
                 return self._replay("DELETE")

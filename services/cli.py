@@ -27,6 +27,7 @@ app.add_typer(schemas_app, name="schemas")
 # soft_wrap: messages stay one line each (for scripts and grep); tables still fit the terminal.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 
 
 def print_json(obj) -> None:
@@ -293,6 +294,22 @@ def replay(
         fail(str(exc))
 
 
+@app.command("sql")
+def sql_command(statement: Annotated[str, typer.Argument(help="One SQL statement, e.g. 'SELECT count() FROM timeline'")],
+                as_json: JSON = False) -> None:
+    """Run SQL on the projections' store (through the worker while it owns the embedded store)."""
+    from services.reader import ReaderError, sql
+
+    try:
+        result = sql(Settings(), statement)
+    except ReaderError as exc:
+        fail(str(exc))
+    if not result["columns"]:
+        return out.print("done")  # a command: nothing to show
+    rows = [dict(zip(result["columns"], row)) for row in result["rows"]]
+    show(rows, result["columns"], "Result", as_json)
+
+
 # --- reading ---------------------------------------------------------------------------------------------------------
 @app.command()
 def timeline(
@@ -338,7 +355,6 @@ def query(name: str, **params) -> list[dict]:
         fail(str(exc))
 
 
-JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 
 
 @app.command()

@@ -67,3 +67,15 @@ def run_query(client: Client, name: str, params: dict[str, object]) -> list[dict
         raise ValueError(f"query {name!r} needs {', '.join(missing)}")
     typed = {k: query.params[k](v) if isinstance(v, str) else v for k, v in params.items() if v is not None}
     return query.run(client, **typed)
+
+
+def run_sql(client: Client, statement: str) -> dict:
+    """Any one SQL statement: the column names and rows of a query, or empty for a command (DDL, INSERT ...)."""
+    words = statement.split(None, 1)
+    if not words:
+        raise ValueError("no SQL statement given")
+    if words[0].upper() not in ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"):
+        client.command(statement)
+        return {"columns": [], "rows": []}
+    result = client.query(statement)
+    return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows]}

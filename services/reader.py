@@ -16,7 +16,7 @@ import orjson
 
 from projections.migrate import migrate
 from projections.store import StoreLocked, connect
-from services.queries import run_query
+from services.queries import run_query, run_sql
 from services.settings import Settings
 
 
@@ -24,10 +24,11 @@ class ReaderError(RuntimeError):
     pass
 
 
-def api_get(settings: Settings, path: str, timeout: float = 10.0, method: str = "GET") -> dict | None:
+def api_get(settings: Settings, path: str, timeout: float = 10.0, method: str = "GET",
+            body: bytes | None = None) -> dict | None:
     """Call the worker's API (GET unless said otherwise); None when nothing listens there."""
     try:
-        request = urllib.request.Request(settings.api_url + path, method=method)
+        request = urllib.request.Request(settings.api_url + path, data=body, method=method)
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             return orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
@@ -54,6 +55,25 @@ def read(settings: Settings, query: str, **params) -> list[dict]:
         return orjson.loads(orjson.dumps(run_query(client, query, params), default=str))
     except (KeyError, ValueError) as exc:
         raise ReaderError(str(exc)) from None
+    finally:
+        client.close()
+
+
+def sql(settings: Settings, statement: str) -> dict:
+    """Run one SQL statement on the store: through the worker when it owns the embedded store, else directly."""
+    if settings.embedded_store:
+        answer = api_get(settings, "/sql", 600, "POST", statement.encode())
+        if answer is not None:
+            return answer
+    try:
+        client = connect(settings.store_url)
+    except StoreLocked as exc:
+        raise ReaderError(f"{exc}; and no read API answers at {settings.api_url}") from None
+    try:
+        migrate(client)
+        return orjson.loads(orjson.dumps(run_sql(client, statement), default=str))
+    except Exception as exc:
+        raise ReaderError(f"{type(exc).__name__}: {exc}") from None
     finally:
         client.close()
 

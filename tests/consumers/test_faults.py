@@ -1,0 +1,46 @@
+"""Faults on the way from the log to the store: nothing lost, nothing shown twice."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from services.publisher import Publisher
+from services.reader import read_timeline
+from tests.support.events import journey
+from tests.support.wait import wait_until
+from tests.support.worker import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def own_rows(settings, customer: str) -> list[dict]:
+    """The customer's published events on the timeline (without what the projections derived from them)."""
+    return [r for r in read_timeline(settings, customer) if r["source"].startswith("/test/")]
+
+
+def total_lag(settings) -> int:
+    result = run_cli(settings, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout)["total_lag"]
+
+
+def test_a_store_that_refuses_writes_holds_the_offsets_back_until_it_recovers(settings, worker, tmp_path):
+    # A real refusal by the store: every insert into the timeline violates a constraint until it is dropped.
+    assert run_cli(settings, "sql", "ALTER TABLE timeline ADD CONSTRAINT down CHECK 0").returncode == 0
+    events = [e for c in ("f-1", "f-2", "f-3") for e in journey(c)]
+    with Publisher(settings) as publisher:
+        publisher.publish_many(events)
+    time.sleep(8)  # several commit intervals of the worker (faust commits every 2.8 s)
+    assert total_lag(settings) == len(events)  # nothing committed past what was written: nothing was
+    assert all(read_timeline(settings, c) == [] for c in ("f-1", "f-2", "f-3"))
+    assert worker.alive()
+
+    assert run_cli(settings, "sql", "ALTER TABLE timeline DROP CONSTRAINT down").returncode == 0
+    for customer in ("f-1", "f-2", "f-3"):
+        rows = wait_until(lambda: len(r := own_rows(settings, customer)) == 10 and r, timeout=60)
+        assert [r["event_id"] for r in rows] == [e.id for e in events if e.subject == customer]
+    wait_until(lambda: total_lag(settings) == 0, timeout=30)
+    assert "retrying" in worker.log.read_text()
