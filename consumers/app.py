@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import faust
 
@@ -18,7 +19,7 @@ from consumers.deadletter import deadletter_headers
 from projections.origin import Origin
 from projections.writer import ProjectionWriter
 from schemas.codec import DecodeError, decode, encode
-from services.settings import STATE_TABLE, Settings
+from services.settings import DEADLETTER_MAX_BYTES, STATE_TABLE, Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
         broker_session_timeout=settings.session_timeout_ms / 1000,
         datadir=str(settings.state_dir / "faust"),
         store="memory://",              # table state is rebuilt from its changelog topic at start
+        # Dead letters carry the original bytes, even of a record rejected for being over the codec's limit.
+        producer_max_request_size=DEADLETTER_MAX_BYTES,
     )
     sources = app.topic(*settings.channel_topics, settings.derived_topic, key_serializer="raw",
                         value_serializer="raw")
@@ -51,6 +54,15 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
 
     @app.agent(sources, name="projections")
     async def project_events(stream):
+        try:
+            await project(stream)
+        except Exception:
+            # Failing to dead-letter or to derive means a batch cannot be finished: stop the whole process rather
+            # than leave it alive and idle. Offsets were not committed, so a restart resumes exactly there.
+            log.exception("projection agent failed; the worker stops so that a restart resumes from the log")
+            os._exit(70)
+
+    async def project(stream):
         loop = asyncio.get_running_loop()
         async for records in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             batch, messages, pending = [], [], []
@@ -90,3 +102,15 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
                                      headers=deadletter_headers(msg.headers, reason, origin))
 
     return app
+
+
+class ProjectionWorker(faust.Worker):
+    """A faust worker that calls ``on_ready`` once it consumes: after table recovery, when reads can be trusted."""
+
+    def __init__(self, app: faust.App, on_ready, **kwargs):
+        super().__init__(app, **kwargs)
+        self._on_ready = on_ready
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        self._on_ready()

@@ -66,10 +66,13 @@ def _header_dict(headers: Iterable[tuple[str, bytes | None]] | Mapping[str, byte
     items = headers.items() if isinstance(headers, Mapping) else (headers or ())
     out: dict[str, str] = {}
     for name, raw in items:
+        name = name.lower()
         try:
-            out[name.lower()] = (raw or b"").decode() if isinstance(raw, (bytes, bytearray)) else str(raw or "")
+            out[name] = (raw or b"").decode() if isinstance(raw, (bytes, bytearray)) else str(raw or "")
         except UnicodeDecodeError:
-            raise DecodeError(f"header {name!r} is not valid UTF-8") from None
+            if name.startswith("ce_") or name == "content-type":
+                raise DecodeError(f"header {name!r} is not valid UTF-8") from None
+            # another system's binary header (tracing, say) is none of the event's business
     return out
 
 

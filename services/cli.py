@@ -13,6 +13,8 @@ from typing import Annotated, Optional
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.table import Table
 
 from schemas.envelope import InvalidEvent
@@ -35,7 +37,7 @@ def print_json(obj) -> None:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)  # the message may quote user input
     raise typer.Exit(code)
 
 
@@ -60,10 +62,11 @@ def emit(
     if file is not None:
         if type_ or customer or channel:
             fail("give either --file or --type/--customer/--channel, not both", 2)
-        text = sys.stdin.read() if str(file) == "-" else file.read_text() if file.exists() else None
-        if text is None:
+        # Bytes, not text: a line that is not UTF-8 is one bad line, named like any other.
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes() if file.is_file() else None
+        if data is None:
             fail(f"no such file: {file}", 2)
-        events, errors = events_from_jsonl(text.splitlines(), settings.source)
+        events, errors = events_from_jsonl(data.splitlines(), settings.source)
     else:
         missing = [n for n, v in (("--type", type_), ("--customer", customer), ("--channel", channel)) if not v]
         if missing:
@@ -78,7 +81,7 @@ def emit(
             events, errors = [], exc.problems
     if errors:
         for problem in errors:
-            err.print(f"[red]invalid:[/red] {problem}", highlight=False)
+            err.print(f"[red]invalid:[/red] {escape(problem)}", highlight=False)
         fail(f"{len(errors)} problem(s); nothing was published")
     try:
         with Publisher(settings) as publisher:
@@ -191,9 +194,8 @@ def migrate() -> None:
 @app.command()
 def worker(loglevel: Annotated[str, typer.Option(help="Log level")] = "info") -> None:
     """Run the projection worker: topics -> projections, plus the read API on the loopback address."""
-    import faust
 
-    from consumers.app import create_app
+    from consumers.app import ProjectionWorker, create_app
     from projections.migrate import migrate as apply
     from projections.store import StoreLocked, connect
     from projections.writer import ProjectionWriter
@@ -210,10 +212,14 @@ def worker(loglevel: Annotated[str, typer.Option(help="Log level")] = "info") ->
     except (ConnectionError, StoreLocked) as exc:
         fail(str(exc))
     apply(write_client)
-    api = ReadAPI(connect(settings.store_url), settings.api_host, settings.api_port, Replays(settings)).start()
-    logging.getLogger("omnitrail").info("read API on %s", api.url)
-    faust_app = create_app(settings, ProjectionWriter(write_client))
-    faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+    api = ReadAPI(connect(settings.store_url), settings.api_host, settings.api_port, Replays(settings))
+    faust_app = create_app(settings, ProjectionWriter(write_client, rules=settings.rules))
+
+    def ready() -> None:  # the read API (and its /health) comes up once the worker really consumes
+        api.start()
+        logging.getLogger("omnitrail").info("worker ready; read API on %s", api.url)
+
+    ProjectionWorker(faust_app, ready, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
 
 
 @app.command()
@@ -329,7 +335,7 @@ def print_timeline(customer: str, rows: list[dict]) -> None:
     for name in ("time", "channel", "kind", "summary"):
         table.add_column(name, overflow="fold", no_wrap=name != "summary")
     for row in rows:
-        table.add_row(row["time"][:19].replace("T", " "), row["channel"], row["kind"], row["summary"])
+        table.add_row(row["time"][:19].replace("T", " "), row["channel"], row["kind"], Text(row["summary"]))
     out.print(table)
 
 
@@ -341,8 +347,8 @@ def show(rows: list[dict], columns: list[str], title: str, as_json: bool) -> Non
     for name in columns:
         table.add_column(name, overflow="fold")
     for row in rows:
-        table.add_row(*(", ".join(map(str, v)) if isinstance(v, list) else "" if v is None else str(v)
-                        for v in (row.get(c) for c in columns)))
+        table.add_row(*(Text(", ".join(map(str, v)) if isinstance(v, list) else "" if v is None else str(v))
+                        for v in (row.get(c) for c in columns)))  # Text: values are data, not markup
     out.print(table)
 
 
@@ -432,13 +438,13 @@ def alerts(follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep wai
                 try:
                     event = decode(msg.value(), msg.headers())
                 except DecodeError as exc:
-                    err.print(f"[yellow]undecodable alert at offset {msg.offset()}: {exc.reason}[/yellow]")
+                    err.print(f"[yellow]undecodable alert at offset {msg.offset()}: {escape(exc.reason)}[/yellow]")
                     continue
                 if as_json:
                     sys.stdout.write(event.model_dump_json() + "\n")
                 else:
                     out.print(f"{event.time:%Y-%m-%d %H:%M} [bold]team {event.channel.value}[/bold] "
-                              f"customer {event.subject}: {summary(event)}", highlight=False)
+                              f"customer {escape(event.subject)}: {escape(summary(event))}", highlight=False)
                 sys.stdout.flush()
     except KeyboardInterrupt:
         pass
@@ -619,10 +625,10 @@ def deadletter_list(
     for name in ("dlq", "dead-lettered at", "origin", "key", "size", "reason", "value"):
         table.add_column(name, overflow="fold", no_wrap=name in ("dlq", "dead-lettered at", "size"))
     for d in letters:
-        table.add_row(f"{d.dlq_partition}:{d.dlq_offset}",
-                      d.dead_lettered_at.isoformat(timespec="seconds") if d.dead_lettered_at else "?",
-                      f"{d.topic or '?'}[{d.partition}]@{d.offset}", d.key or "", str(d.value_size), d.reason,
-                      d.preview)
+        table.add_row(*map(Text, (  # Text: keys, reasons and values are data, not markup
+            f"{d.dlq_partition}:{d.dlq_offset}",
+            d.dead_lettered_at.isoformat(timespec="seconds") if d.dead_lettered_at else "?",
+            f"{d.topic or '?'}[{d.partition}]@{d.offset}", d.key or "", str(d.value_size), d.reason, d.preview)))
     out.print(table)
 
 

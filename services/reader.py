@@ -33,7 +33,7 @@ def api_get(settings: Settings, path: str, timeout: float = 10.0, method: str = 
             return orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
         raise ReaderError(orjson.loads(exc.read()).get("error", str(exc))) from None
-    except (urllib.error.URLError, ConnectionError):
+    except (urllib.error.URLError, ConnectionError, TimeoutError):  # bound but not serving yet: not ready
         return None
 
 

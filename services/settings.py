@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from projections.stateful import Rules
 from schemas.channels import Channel
 
+DEADLETTER_MAX_BYTES = 16 * 1024 * 1024  # a dead letter keeps the original record, even an oversized one
 STATE_TABLE = "customer-state"  # the worker's faust table of the stateful projections' states, keyed by customer
 
 

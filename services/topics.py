@@ -9,7 +9,7 @@ from __future__ import annotations
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from services.settings import Settings
+from services.settings import DEADLETTER_MAX_BYTES, Settings
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -23,13 +23,14 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise ConnectionError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None
-    compacted = {settings.state_changelog_topic}
-    missing = [t for t in all_topics(settings) + sorted(compacted) if t not in existing]
+    config = {settings.state_changelog_topic: {"cleanup.policy": "compact"},
+              settings.deadletter_topic: {"max.message.bytes": str(DEADLETTER_MAX_BYTES)}}
+    missing = [t for t in all_topics(settings) + [settings.state_changelog_topic] if t not in existing]
     if not missing:
         return []
     futures = admin.create_topics(
         [NewTopic(t, settings.partitions, settings.replication_factor,
-                  config={"cleanup.policy": "compact"} if t in compacted else {}) for t in missing],
+                  config=config.get(t, {})) for t in missing],
         request_timeout=timeout)
     for name, future in futures.items():
         try:

@@ -9,9 +9,12 @@ import pytest
 
 from services.publisher import Publisher
 from services.reader import read_timeline
+from services.settings import Settings
+from services.stack import LocalBroker, free_port
+from services.topics import ensure_topics
 from tests.support.events import journey
 from tests.support.wait import wait_until
-from tests.support.worker import run_cli
+from tests.support.worker import WorkerProcess, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -44,3 +47,28 @@ def test_a_store_that_refuses_writes_holds_the_offsets_back_until_it_recovers(se
         assert [r["event_id"] for r in rows] == [e.id for e in events if e.subject == customer]
     wait_until(lambda: total_lag(settings) == 0, timeout=30)
     assert "retrying" in worker.log.read_text()
+
+
+def test_a_graceful_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_path):
+    broker = LocalBroker(tmp_path / "broker", free_port())
+    broker.start()
+    settings = Settings(state_dir=tmp_path / "state", kafka_bootstrap=broker.bootstrap, api_port=free_port(),
+                        session_timeout_ms=6000, batch_seconds=0.1)
+    ensure_topics(settings)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    customers = [f"b-{i}" for i in range(20)]
+    try:
+        with Publisher(settings) as publisher:
+            publisher.publish_many([e for c in customers[:10] for e in journey(c)])
+        broker.stop()  # SIGINT: noida-db saves everything, as a rolling restart of a Kafka broker would
+        time.sleep(2)
+        broker.start()
+        with Publisher(settings) as publisher:
+            publisher.publish_many([e for c in customers[10:] for e in journey(c)])
+        for customer in customers:
+            rows = wait_until(lambda: len(r := own_rows(settings, customer)) >= 10 and r, timeout=90)
+            assert [r["event_id"] for r in rows] == [e.id for e in journey(customer)]
+        assert worker.alive()
+    finally:
+        worker.stop()
+        broker.stop()
