@@ -36,6 +36,8 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_ms / 1000,
+        # Static membership: a restarted worker (even after kill -9) gets its partitions back at once.
+        consumer_group_instance_id=settings.group_instance_id,
         datadir=str(settings.state_dir / "faust"),
         store="memory://",              # table state is rebuilt from its changelog topic at start
         # Dead letters carry the original bytes, even of a record rejected for being over the codec's limit.

@@ -5,6 +5,8 @@ Every field can be set from the environment with the ``OMNITRAIL_`` prefix, e.g.
 
 from __future__ import annotations
 
+import hashlib
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +40,10 @@ class Settings(BaseSettings):
       after this many seconds, whichever comes first.
     * ``api_host`` / ``api_port``: the worker's loopback read API.
     * ``session_timeout_ms``: Kafka consumer session timeout (>= 6000 for the local brokers).
+    * ``worker_instance_id``: the worker's static group membership id (Kafka ``group.instance.id``). A worker that
+      restarts, even after ``kill -9``, takes its partitions back at once instead of waiting for a rebalance.
+      Default: derived from the host name and the state directory, so it is stable across restarts and differs
+      between workers; give each worker its own when they share a host and a state path.
     * ``flag_threshold`` / ``flag_window_days``: this many returned letters to one address within this many days
       flag the address undeliverable.
     * ``consistency_window_days``: different prices, offers or answers for one subject given to a customer on
@@ -62,6 +68,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8765, ge=0, le=65535)
     session_timeout_ms: int = Field(default=10_000, ge=6000)
+    worker_instance_id: str = ""
     flag_threshold: int = Field(default=2, ge=1)
     flag_window_days: int = Field(default=180, ge=1)
     consistency_window_days: int = Field(default=30, ge=1)
@@ -77,6 +84,14 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         """The ClickHouse URL in effect."""
         return self.clickhouse_url or f"chdb://{self.state_dir / 'clickhouse'}"
+
+    @property
+    def group_instance_id(self) -> str:
+        """The static membership id in effect (``worker_instance_id``, or one derived from host and state dir)."""
+        if self.worker_instance_id:
+            return self.worker_instance_id
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        return f"{socket.gethostname()}-{digest}"
 
     @property
     def embedded_store(self) -> bool:

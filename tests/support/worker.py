@@ -41,6 +41,7 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while not api_get(self.settings, "/health", 1):
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()  # leave no half-started worker behind
                 raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.1)
         return self
