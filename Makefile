@@ -23,6 +23,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.replay $(REPLAY_BENCH_ARGS)
 
 schemas: setup
 	$(BIN)/omnitrail schemas publish

@@ -407,8 +407,12 @@ def metrics(channel: Annotated[Optional[str], typer.Option(help="Only this chann
             days: Annotated[Optional[int], typer.Option(help="Only the last N days of data")] = None,
             as_json: JSON = False) -> None:
     """Per channel and day: volume, response times, first-contact resolution, NPS, CES, CSAT."""
-    rows = query("metrics", channel=channel, days=days)
-    show(rows, list(rows[0]) if rows else ["channel", "day"], "Channel metrics", as_json)
+    show(query("metrics", channel=channel, days=days), METRIC_COLUMNS, "Channel metrics (use --json for the counts)",
+         as_json)
+
+
+METRIC_COLUMNS = ["channel", "day", "volume", "response_p50_seconds", "response_p90_seconds", "fcr_share", "nps",
+                  "ces", "csat"]
 
 
 @app.command()
@@ -515,6 +519,7 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
              "Consistency violations", False)
         for customer in stories.CUSTOMERS:
             show(read(settings, "journeys", customer_id=customer), JOURNEY_COLUMNS, f"Journeys of {customer}", False)
+        show(read(settings, "metrics"), METRIC_COLUMNS, "Channel metrics per day", False)
         if keep_running:
             out.print(f"The worker keeps running: try `omnitrail timeline {stories.HOTEL_CUSTOMER}` in another "
                       "shell, or emit events. Ctrl-C stops everything this command started.")
