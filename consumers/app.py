@@ -22,6 +22,7 @@ from schemas.codec import DecodeError, decode, encode
 from services.settings import DEADLETTER_MAX_BYTES, STATE_TABLE, Settings
 
 log = logging.getLogger(__name__)
+STREAM_BUFFER = 200_000
 
 
 def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
@@ -42,6 +43,11 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
         store="memory://",              # table state is rebuilt from its changelog topic at start
         # Dead letters carry the original bytes, even of a record rejected for being over the codec's limit.
         producer_max_request_size=DEADLETTER_MAX_BYTES,
+        # faust stops fetching a partition whose stream buffer is under "pressure" (4/5 full) and, measured here
+        # after a kill -9 restart with a large backlog, can then skip a run of that partition's records for good.
+        # A buffer this large keeps that path out of reach for batches of our size; memory grows with the
+        # backlog a worker buffers (about 1 KiB a record).
+        stream_buffer_maxsize=STREAM_BUFFER,
     )
     sources = app.topic(*settings.channel_topics, settings.derived_topic, key_serializer="raw",
                         value_serializer="raw")

@@ -254,6 +254,16 @@ class _Generator:
             if resolve:
                 add(Step(at, channel, ev.CaseResolved(case_id=case[0], resolution="solved"), resolves=True))
 
+        def quote_then_maybe_book(at: datetime, subjects: tuple[str, ...], p_book: float,
+                                  booking_after: tuple[int, int]) -> datetime:
+            """Something is told at ``at``; a quoted price is booked with probability ``p_book``."""
+            at = add(self.told(at, channel, subjects))
+            if isinstance(steps[-1].payload, ev.PriceQuoted) and rng.random() < p_book:
+                quote = steps[-1].payload
+                at = add(Step(at + self.seconds(*booking_after), channel, ev.BookingMade(
+                    booking_id=self.next_ref("bk"), product=quote.subject, amount=quote.amount)))
+            return at
+
         if channel == Channel.PHONE:
             call = self.next_ref("call")
             outbound = followup and rng.random() < 0.15  # an agent calls back: a step, not a customer contact
@@ -319,11 +329,8 @@ class _Generator:
                          contact=f"visit:{self.next_ref('visit')}"))
             t = opened(t + self.seconds(60, 300))
             if rng.random() < 0.5:
-                t = add(self.told(t + self.seconds(120, 600), channel, ("PLAN-S", "PLAN-M", "PLAN-L", "ROUTER-X2")))
-                if isinstance(steps[-1].payload, ev.PriceQuoted) and rng.random() < 0.5:
-                    p = steps[-1].payload
-                    t = add(Step(t + self.seconds(60, 600), channel, ev.BookingMade(
-                        booking_id=self.next_ref("bk"), product=p.subject, amount=p.amount)))
+                t = quote_then_maybe_book(t + self.seconds(120, 600), ("PLAN-S", "PLAN-M", "PLAN-L", "ROUTER-X2"),
+                                          0.5, (60, 600))
             resolved(t + self.seconds(60, 600))
         elif channel == Channel.WEB:
             session = self.next_ref("web")
@@ -333,12 +340,9 @@ class _Generator:
                 t += self.seconds(10, 240)
             t = opened(t)
             if rng.random() < 0.45:
-                t = add(self.told(t + self.seconds(5, 60), channel, ("PLAN-S", "PLAN-M", "PLAN-L",
-                                                                      "HOTEL-AMS-DBL-3N", "HOTEL-RTM-SGL-2N")))
-                if isinstance(steps[-1].payload, ev.PriceQuoted) and rng.random() < 0.4:
-                    p = steps[-1].payload
-                    t = add(Step(t + self.seconds(30, 400), channel, ev.BookingMade(
-                        booking_id=self.next_ref("bk"), product=p.subject, amount=p.amount)))
+                t = quote_then_maybe_book(t + self.seconds(5, 60), ("PLAN-S", "PLAN-M", "PLAN-L",
+                                                                     "HOTEL-AMS-DBL-3N", "HOTEL-RTM-SGL-2N"),
+                                          0.4, (30, 400))
             resolved(t + self.seconds(5, 120))
         elif channel == Channel.PARTNER:
             subject = self.rng.choice(("HOTEL-AMS-DBL-3N", "HOTEL-RTM-SGL-2N"))

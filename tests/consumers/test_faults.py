@@ -54,10 +54,11 @@ def test_a_graceful_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_p
     broker.start()
     settings = Settings(state_dir=tmp_path / "state", kafka_bootstrap=broker.bootstrap, api_port=free_port(),
                         session_timeout_ms=6000, batch_seconds=0.1)
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
     customers = [f"b-{i}" for i in range(20)]
     try:
+        ensure_topics(settings)
+        worker.start()
         with Publisher(settings) as publisher:
             publisher.publish_many([e for c in customers[:10] for e in journey(c)])
         broker.stop()  # SIGINT: noida-db saves everything, as a rolling restart of a Kafka broker would
