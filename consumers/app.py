@@ -22,7 +22,6 @@ from schemas.codec import DecodeError, decode, encode
 from services.settings import DEADLETTER_MAX_BYTES, STATE_TABLE, Settings
 
 log = logging.getLogger(__name__)
-STREAM_BUFFER = 200_000
 
 
 def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
@@ -43,11 +42,6 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
         store="memory://",              # table state is rebuilt from its changelog topic at start
         # Dead letters carry the original bytes, even of a record rejected for being over the codec's limit.
         producer_max_request_size=DEADLETTER_MAX_BYTES,
-        # faust stops fetching a partition whose stream buffer is under "pressure" (4/5 full) and, measured here
-        # after a kill -9 restart with a large backlog, can then skip a run of that partition's records for good.
-        # A buffer this large keeps that path out of reach for batches of our size; memory grows with the
-        # backlog a worker buffers (about 1 KiB a record).
-        stream_buffer_maxsize=STREAM_BUFFER,
     )
     sources = app.topic(*settings.channel_topics, settings.derived_topic, key_serializer="raw",
                         value_serializer="raw")
@@ -70,6 +64,16 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
             log.exception("projection agent failed; the worker stops so that a restart resumes from the log")
             os._exit(70)
 
+    # Next offset expected per partition. Our topics are neither compacted nor transactional, so consecutive
+    # records of a partition have consecutive offsets; a jump means the consumer skipped records (measured with
+    # faust after a kill -9 restart with a large backlog). Then the worker exits before acknowledging anything:
+    # a restart resumes from the last committed offset and reads the skipped records.
+    expected: dict[tuple[str, int], int] = {}
+
+    @app.on_partitions_assigned.connect
+    async def forget_positions(app, assigned, **kwargs):  # noqa: ARG001 (faust signal signature)
+        expected.clear()  # a new assignment starts wherever the group's committed offsets are
+
     async def project(stream):
         loop = asyncio.get_running_loop()
         async for records in stream.take_events(settings.batch_size, within=settings.batch_seconds):
@@ -77,6 +81,12 @@ def create_app(settings: Settings, writer: ProjectionWriter) -> faust.App:
             for record in records:
                 msg = record.message
                 origin = Origin(msg.topic, msg.partition, msg.offset)
+                tp = (msg.topic, msg.partition)
+                if msg.offset > expected.get(tp, msg.offset):
+                    log.error("records %s:%d offsets %d..%d were skipped by the consumer; stopping so that a "
+                              "restart reads them", msg.topic, msg.partition, expected[tp], msg.offset - 1)
+                    os._exit(75)
+                expected[tp] = max(expected.get(tp, 0), msg.offset + 1)
                 try:
                     batch.append((decode(msg.value, msg.headers), origin))
                     messages.append(msg)

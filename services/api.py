@@ -45,7 +45,10 @@ class ReadAPI:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller gave up waiting (a readiness poll with a short timeout): nothing to tell
 
             def _replay(self, method: str) -> None:
                 parts = [unquote(p) for p in urlparse(self.path).path.strip("/").split("/")]
