@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import orjson
 import pytest
 
 from projections.replay import Rebuild
