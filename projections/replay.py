@@ -12,8 +12,10 @@ when it started. The live worker keeps running meanwhile and keeps writing to ``
 
 Rows carry their origin and the tables collapse duplicates on their sort keys (read with FINAL), so copying a
 range twice changes nothing: no event is missed and none shows twice. Progress is checkpointed in
-``omnitrail_replays``: an interrupted stateless rebuild resumes from its checkpoint; a stateful one (flags,
-consistency, journeys) starts again, as its fold state lives only in the rebuilding process.
+``omnitrail_replays`` after every batch, and a stateful rebuild (flags, consistency, journeys) checkpoints the fold
+states it changed in ``omnitrail_replay_states`` just before: an interrupted rebuild resumes where it stopped. The
+states may then be a batch ahead of the positions; re-folding those events changes nothing, as a state remembers
+the events folded into it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from schemas.codec import DecodeError, decode
 
 REBUILD, OLD = "__rebuild", "__old"
 CHECKPOINTS = "omnitrail_replays"
+STATES = "omnitrail_replay_states"
 
 
 class ReplayError(RuntimeError):
@@ -106,13 +109,29 @@ class Rebuild:
                                           orjson.dumps(self.progress.positions).decode()]],
                            column_names=["projection", "status", "ends", "positions"])
 
+    def _save_states(self, states: dict[str, dict], customers: set[str]) -> None:
+        if customers:
+            self.client.insert(STATES, [[self.name, c, orjson.dumps(states[c]).decode()] for c in customers
+                                        if c in states], column_names=["projection", "customer", "state"])
+
+    def _saved_states(self) -> dict[str, dict]:
+        return {c: orjson.loads(s) for c, s in self.client.query(
+            f"SELECT customer, argMax(state, at) FROM {STATES} WHERE projection = {{p:String}} GROUP BY customer",
+            parameters={"p": self.name}).result_rows}
+
+    def _forget_states(self) -> None:
+        self.client.command(f"DELETE FROM {STATES} WHERE projection = {{p:String}}", parameters={"p": self.name})
+
     def _resume_point(self) -> tuple[dict[str, int], dict[str, int]] | None:
         self.client.command(f"""CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
             `projection` String, status String, ends String, positions String,
             at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY (projection, at)""")
+        self.client.command(f"""CREATE TABLE IF NOT EXISTS {STATES} (
+            `projection` String, customer String, state String,
+            at DateTime64(6, 'UTC') DEFAULT now64(6)) ENGINE = MergeTree ORDER BY (projection, customer, at)""")
         rows = self.client.query(f"SELECT status, ends, positions FROM {CHECKPOINTS} WHERE projection = "
                                  "{p:String} ORDER BY at DESC LIMIT 1", parameters={"p": self.name}).result_rows
-        if rows and rows[0][0] == "rebuilding" and self.name in PROJECTIONS:
+        if rows and rows[0][0] == "rebuilding":
             return orjson.loads(rows[0][1]), orjson.loads(rows[0][2])
         return None
 
@@ -137,9 +156,13 @@ class Rebuild:
             resume = self._resume_point()
             metadata = consumer.list_topics(timeout=30).topics
             partitions = [TopicPartition(t, n) for t in self.topics for n in sorted(metadata[t].partitions)]
+            stateful = self.name in STATEFUL
+            states = {self.name: self._saved_states()} if resume and stateful else {}
             if resume:
                 p.ends, p.positions = resume
             else:
+                if stateful:
+                    self._forget_states()
                 p.ends = {f"{tp.topic}:{tp.partition}": consumer.get_watermark_offsets(tp, timeout=30)[1]
                           for tp in partitions}
                 p.positions = {k: 0 for k in p.ends}
@@ -151,7 +174,7 @@ class Rebuild:
                     for tp in partitions if p.positions[f"{tp.topic}:{tp.partition}"] < p.ends[f"{tp.topic}:{tp.partition}"]]
             p.state = "rebuilding"
             self._checkpoint("rebuilding")
-            writer, states = self._writer(), {}
+            writer = self._writer()
             consumer.assign(todo)
             remaining = {f"{tp.topic}:{tp.partition}" for tp in todo}
             while remaining and not self._cancelled:
@@ -172,8 +195,9 @@ class Rebuild:
                         remaining.discard(key)
                         consumer.pause([TopicPartition(msg.topic(), msg.partition())])
                 if batch:
-                    written = writer.write(batch, states)
-                    states = written.states
+                    states = writer.write(batch, states).states
+                    if stateful:
+                        self._save_states(states[self.name], {event.subject for event, _ in batch})
                 p.events = sum(p.positions.values())
                 self._checkpoint("rebuilding")
                 self._on_progress(p)
@@ -183,6 +207,8 @@ class Rebuild:
             self._on_progress(p)
             self._switch()
             self._checkpoint("done")
+            if stateful:
+                self._forget_states()
         finally:
             consumer.close()
 

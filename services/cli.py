@@ -290,8 +290,7 @@ def replay(
                     time.sleep(0.3)
         except KeyboardInterrupt:
             cancel()
-            fail(f"interrupted; run `omnitrail replay {projection}` again to resume (a stateful projection "
-                 "starts over)", 130)
+            fail(f"interrupted; run `omnitrail replay {projection}` again to resume from the last checkpoint", 130)
         if p["state"] != "done":
             fail(f"rebuild {p['state']}: {p['error'] or 'see the worker log'}")
         out.print(f"rebuilt {projection} from {p['events']:,} records at {p['rate']:,.0f} events/s; readers now "
