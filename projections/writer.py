@@ -42,6 +42,7 @@ class ProjectionWriter:
         self.stateful = list(STATEFUL.values()) if stateful is None else list(stateful)
         self._rules = rules
         self._max_backoff = max_backoff
+        self.retrying = False
 
     def write(self, batch: Sequence[tuple[Event, Origin]],
               states: dict[str, dict[str, dict]] | None = None) -> Written:
@@ -78,8 +79,10 @@ class ProjectionWriter:
         while True:
             try:
                 self._client.insert_arrow(table, data)
+                self.retrying = False
                 return
             except Exception as exc:  # any store failure: keep the batch, wait, try again
+                self.retrying = True  # the worker's stall watchdog leaves a worker waiting for the store alone
                 log.warning("insert into %s failed (%s); retrying in %.1fs", table, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)

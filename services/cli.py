@@ -6,6 +6,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -213,13 +214,40 @@ def worker(loglevel: Annotated[str, typer.Option(help="Log level")] = "info") ->
         fail(str(exc))
     apply(write_client)
     api = ReadAPI(connect(settings.store_url), settings.api_host, settings.api_port, Replays(settings))
-    faust_app = create_app(settings, ProjectionWriter(write_client, rules=settings.rules))
+    writer = ProjectionWriter(write_client, rules=settings.rules)
+    faust_app = create_app(settings, writer)
 
     def ready() -> None:  # the read API (and its /health) comes up once the worker really consumes
         api.start()
         logging.getLogger("omnitrail").info("worker ready; read API on %s", api.url)
 
+    threading.Thread(target=watch_for_stalls, args=(settings, writer), name="stall-watchdog", daemon=True).start()
     ProjectionWorker(faust_app, ready, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+
+
+def watch_for_stalls(settings: Settings, writer) -> None:
+    """Stop the worker (exit 76) when its group has lag and its committed offsets stay put while the store is
+    fine: the consumer is stuck, and a restart by the supervisor resumes from the committed offsets."""
+    import os
+
+    from services.status import consumer_lag
+
+    last, since = None, time.monotonic()
+    while True:
+        time.sleep(min(5.0, settings.stall_seconds / 3))
+        try:
+            lags = consumer_lag(settings)
+        except ConnectionError:
+            since = time.monotonic()  # the broker is away: not the consumer's fault
+            continue
+        committed = [(p.topic, p.partition, p.committed) for p in lags]
+        if committed != last or not any(p.lag for p in lags) or writer.retrying:
+            last, since = committed, time.monotonic()
+        elif time.monotonic() - since > settings.stall_seconds:
+            logging.getLogger("omnitrail").error(
+                "no progress for %.0fs with %d record(s) of lag; stopping so that a restart resumes",
+                settings.stall_seconds, sum(p.lag for p in lags))
+            os._exit(76)
 
 
 @app.command()
@@ -229,8 +257,6 @@ def replay(
     verify: Annotated[bool, typer.Option("--verify", help="Compare the rebuilt version with the previous one")] = False,
 ) -> None:
     """Rebuild a projection from the log into a new table version and switch readers to it, while the worker runs."""
-    import threading
-
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from projections.replay import ReplayError, drop_old as drop, verify as compare

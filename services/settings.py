@@ -40,6 +40,9 @@ class Settings(BaseSettings):
       after this many seconds, whichever comes first.
     * ``api_host`` / ``api_port``: the worker's loopback read API.
     * ``session_timeout_ms``: Kafka consumer session timeout (>= 6000 for the local brokers).
+    * ``stall_seconds``: a worker whose group has lag but whose committed offsets have not moved for this long
+      (while the store accepts writes) stops with exit code 76 so that its supervisor restarts it; seen here after
+      a broker restart, when the consumer rejoined but fetched nothing more.
     * ``worker_instance_id``: the worker's static group membership id (Kafka ``group.instance.id``). A worker that
       restarts, even after ``kill -9``, takes its partitions back at once instead of waiting for a rebalance.
       Default: derived from the host name and the state directory, so it is stable across restarts and differs
@@ -69,6 +72,7 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8765, ge=0, le=65535)
     session_timeout_ms: int = Field(default=10_000, ge=6000)
     worker_instance_id: str = ""
+    stall_seconds: float = Field(default=60.0, gt=0)
     flag_threshold: int = Field(default=2, ge=1)
     flag_window_days: int = Field(default=180, ge=1)
     consistency_window_days: int = Field(default=30, ge=1)

@@ -27,7 +27,8 @@ def settings(broker, tmp_path) -> Settings:
     with running_clickhouse(tmp_path) as url:
         s = Settings(state_dir=tmp_path / "state", kafka_bootstrap=broker, clickhouse_url=url,
                      topic_prefix=f"t{uuid.uuid4().hex[:8]}", consumer_group=f"g-{uuid.uuid4().hex[:8]}",
-                     api_port=free_port(), session_timeout_ms=6000, batch_seconds=0.1, partitions=3)
+                     api_port=free_port(), session_timeout_ms=6000, batch_seconds=0.1, partitions=3,
+                     stall_seconds=20)
         ensure_topics(s)
         yield s
 

@@ -53,7 +53,7 @@ def test_a_graceful_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_p
     broker = LocalBroker(tmp_path / "broker", free_port())
     broker.start()
     settings = Settings(state_dir=tmp_path / "state", kafka_bootstrap=broker.bootstrap, api_port=free_port(),
-                        session_timeout_ms=6000, batch_seconds=0.1)
+                        session_timeout_ms=6000, batch_seconds=0.1, stall_seconds=20)
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     customers = [f"b-{i}" for i in range(20)]
     try:

@@ -29,14 +29,15 @@ def run_cli(settings: Settings, *args: str, input: str | None = None, timeout: f
                           capture_output=True, text=True, timeout=timeout)
 
 
-SKIPPED_RECORDS_EXIT = 75  # the worker stops itself when its consumer skipped records (consumers/app.py)
+# The worker stops itself when its consumer skipped records (75, consumers/app.py) or stalled (76, services/cli.py)
+RESTART_ME = (75, 76)
 
 
 class WorkerProcess:
     """A projection worker subprocess under a small supervisor, as a deployment runs it.
 
-    ``start`` waits until the worker reports ready. A worker that stops itself with exit code 75 (its consumer
-    skipped records, so a restart must read them) is started again, like ``restart: unless-stopped`` does;
+    ``start`` waits until the worker reports ready. A worker that stops itself with exit code 75 or 76 (its
+    consumer skipped records or stalled, so a restart must resume) is started again, like ``restart: unless-stopped``;
     ``restarts`` counts those. Any other exit is left for the test to see.
     """
 
@@ -52,7 +53,7 @@ class WorkerProcess:
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def _restart_if_it_asked(self) -> bool:
-        if self.proc is not None and self.proc.poll() == SKIPPED_RECORDS_EXIT and self.restarts < self.max_restarts:
+        if self.proc is not None and self.proc.poll() in RESTART_ME and self.restarts < self.max_restarts:
             self.restarts += 1
             self._spawn()
             return True
