@@ -1,6 +1,6 @@
 """Rebuild a projection from the log into a new version of its table, then switch readers to it atomically.
 
-The bulk path reads with confluent-kafka in large batches and writes Arrow through the same ``ProjectionWriter``
+The bulk path reads with confluent-kafka in large batches and applies them with the same ``Engine`` and ``Sink``
 as the live worker, into ``<table>__rebuild``; it does not go through faust. It stops at the end offsets captured
 when it started. The live worker keeps running meanwhile and keeps writing to ``<table>``. The hand-over:
 
@@ -30,11 +30,13 @@ import orjson
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from projections.engine import Engine, Record
 from projections.origin import Origin
 from projections.registry import PROJECTIONS, STATEFUL
+from projections.sink import Sink
 from projections.stateful import Rules
-from projections.writer import ProjectionWriter
-from schemas.codec import DecodeError, decode
+from schemas.codec import DecodeError
+from schemas.wire import decode_fast
 
 REBUILD, OLD = "__rebuild", "__old"
 CHECKPOINTS = "omnitrail_replays"
@@ -97,12 +99,11 @@ class Rebuild:
     def cancel(self) -> None:
         self._cancelled = True
 
-    def _writer(self) -> ProjectionWriter:
+    def _engine(self) -> Engine:
         target = self.table + REBUILD
         if self.name in PROJECTIONS:
-            return ProjectionWriter(self.client, [dataclasses.replace(PROJECTIONS[self.name], table=target)], [])
-        return ProjectionWriter(self.client, [], [dataclasses.replace(STATEFUL[self.name], table=target)],
-                                rules=self.rules)
+            return Engine([dataclasses.replace(PROJECTIONS[self.name], table=target)], [])
+        return Engine([], [dataclasses.replace(STATEFUL[self.name], table=target)], self.rules)
 
     def _checkpoint(self, status: str) -> None:
         self.client.insert(CHECKPOINTS, [[self.name, status, orjson.dumps(self.progress.ends).decode(),
@@ -157,7 +158,7 @@ class Rebuild:
             metadata = consumer.list_topics(timeout=30).topics
             partitions = [TopicPartition(t, n) for t in self.topics for n in sorted(metadata[t].partitions)]
             stateful = self.name in STATEFUL
-            states = {self.name: self._saved_states()} if resume and stateful else {}
+            states = self._saved_states() if resume and stateful else {}
             if resume:
                 p.ends, p.positions = resume
             else:
@@ -174,7 +175,7 @@ class Rebuild:
                     for tp in partitions if p.positions[f"{tp.topic}:{tp.partition}"] < p.ends[f"{tp.topic}:{tp.partition}"]]
             p.state = "rebuilding"
             self._checkpoint("rebuilding")
-            writer = self._writer()
+            engine, sink = self._engine(), Sink(self.client)
             consumer.assign(todo)
             remaining = {f"{tp.topic}:{tp.partition}" for tp in todo}
             while remaining and not self._cancelled:
@@ -186,8 +187,8 @@ class Rebuild:
                     if key not in remaining or msg.offset() >= p.ends[key]:
                         continue  # beyond the captured end: the live worker's part
                     try:
-                        batch.append((decode(msg.value(), msg.headers()), Origin(msg.topic(), msg.partition(),
-                                                                                  msg.offset())))
+                        origin = Origin(msg.topic(), msg.partition(), msg.offset())
+                        batch.append(Record(decode_fast(msg.value(), msg.headers()), origin, origin))
                     except DecodeError:
                         pass  # the live worker dead-lettered it; `omnitrail deadletter` deals with it
                     p.positions[key] = msg.offset() + 1
@@ -195,9 +196,10 @@ class Rebuild:
                         remaining.discard(key)
                         consumer.pause([TopicPartition(msg.topic(), msg.partition())])
                 if batch:
-                    states = writer.write(batch, states).states
+                    applied = engine.apply(batch, states)
+                    sink.write(engine.tables(applied))
                     if stateful:
-                        self._save_states(states[self.name], {event.subject for event, _ in batch})
+                        self._save_states(states, applied.changed)
                 p.events = sum(p.positions.values())
                 self._checkpoint("rebuilding")
                 self._on_progress(p)

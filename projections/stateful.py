@@ -1,10 +1,11 @@
 """Stateful projections: a pure fold over one customer's events, with state the runtime keeps per customer.
 
 ``fold(state, event, origin, rules) -> Folded`` must be pure: no I/O, no clock (use ``event.time``), and the state
-must be JSON-serialisable (the faust runtime keeps it in a table with a changelog topic, keyed by customer id).
-``deduplicated`` wraps a fold so that a redelivered event (same source and id) changes nothing and emits nothing;
-a customer's state depends only on that customer's events, so any interleaving of different customers' events
-gives the same result.
+must be JSON-serialisable (the worker keeps it per customer in a local store with a changelog topic). The fold
+may update the state it is given in place and return it: the runtime never reuses the state it passed in. Events
+are dispatched on ``event.name``: the worker hands folds msgspec-decoded events, tests pydantic ones. A redelivered
+event never reaches a fold (``projections.engine`` skips it); a customer's state depends only on that customer's
+events, so any interleaving of different customers' events gives the same result.
 
 Derived events must have deterministic ids (derived from their causes), and rows must carry event_id and origin.
 """
@@ -18,8 +19,6 @@ import pyarrow as pa
 
 from projections.origin import Origin
 from schemas.envelope import Event
-
-SEEN_LIMIT = 2_000  # ids remembered per customer: far more than a redelivery window spans
 
 
 @dataclass(frozen=True)
@@ -53,47 +52,3 @@ class StatefulProjection:
 def event_key(event: Event) -> str:
     return f"{event.source}\x1f{event.id}"
 
-
-def deduplicated(fold: Fold) -> Fold:
-    """The fold, made idempotent under redelivery: an event already folded into the state is ignored."""
-
-    def apply(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
-        seen = state.get("_seen", [])
-        key = event_key(event)
-        if key in seen:
-            return Folded(state)
-        result = fold(state, event, origin, rules)
-        return Folded({**result.state, "_seen": [*seen[-(SEEN_LIMIT - 1):], key]}, result.rows, result.derived)
-
-    return apply
-
-
-def fold_batch(projection: StatefulProjection, states: dict[str, dict], batch: list[tuple[Event, Origin]],
-               rules: Rules) -> tuple[list[dict], list[Event], dict[int, str]]:
-    """Fold a batch in order into ``states`` (customer -> state, updated in place).
-
-    Returns the rows, the derived events, and the batch indexes whose fold raised (index -> reason): a bug on one
-    event must not stop the stream, so the runtime dead-letters those and the state stays as it was before them.
-    """
-    fold = deduplicated(projection.fold)
-    rows, derived, failed = [], [], {}
-    for i, (event, origin) in enumerate(batch):
-        try:
-            result = fold(states.get(event.subject, {}), event, origin, rules)
-        except Exception as exc:
-            failed[i] = f"projection {projection.name} failed: {type(exc).__name__}: {exc}"
-            continue
-        states[event.subject] = result.state
-        rows += result.rows
-        derived += result.derived
-    return rows, derived, failed
-
-
-def fold_all(projection: StatefulProjection, events: list[tuple[Event, Origin]], rules: Rules = Rules(),
-             states: dict[str, dict] | None = None) -> tuple[dict[str, dict], list[dict], list[Event]]:
-    """Fold events in order, one state per customer: what the runtime does, for tests and rebuilds."""
-    states = {} if states is None else states
-    rows, derived, failed = fold_batch(projection, states, events, rules)
-    if failed:
-        raise RuntimeError(f"fold failed: {failed}")
-    return states, rows, derived

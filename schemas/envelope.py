@@ -118,4 +118,11 @@ def parse_event(obj: object) -> Event:
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
-        raise InvalidEvent([f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors()]) from None
+        raise invalid(exc) from None
+    except OverflowError as exc:  # a time that leaves the calendar when converted to UTC (year 1 at +01:00)
+        raise InvalidEvent([f"OverflowError: {exc}"]) from None
+
+
+def invalid(exc: ValidationError) -> InvalidEvent:
+    """pydantic's errors as ``InvalidEvent`` problems, each naming its field."""
+    return InvalidEvent([f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors()])

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from schemas.envelope import Event, schema_urn, typed_event
+from pydantic import ValidationError
+
+from schemas.envelope import Event, invalid, schema_urn, typed_event
 
 
 def _call_transferred_v1_to_v2(data: dict) -> dict:
@@ -24,10 +26,14 @@ UPCASTERS: dict[str, tuple[str, Callable[[dict], dict]]] = {
 
 
 def upcast(event: Event) -> Event:
-    """The event in the latest version of its type (the event itself when it already is)."""
+    """The event in the latest version of its type (the event itself when it already is); ``InvalidEvent`` if an
+    old event does not fit the new version's limits."""
     while event.type in UPCASTERS:
         target, convert = UPCASTERS[event.type]
         envelope = event.model_dump(exclude={"type", "data", "dataschema"})
-        event = typed_event(target)(**envelope, type=target, dataschema=schema_urn(target),
-                                    data=convert(event.data.model_dump(mode="json")))
+        try:
+            event = typed_event(target)(**envelope, type=target, dataschema=schema_urn(target),
+                                        data=convert(event.data.model_dump(mode="json")))
+        except ValidationError as exc:
+            raise invalid(exc) from None
     return event

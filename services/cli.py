@@ -165,13 +165,20 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     fresh["age_seconds"] = (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds() if last else None
     rows = [{"topic": p.topic, "partition": p.partition, "committed": p.committed, "end": p.end, "lag": p.lag}
             for p in lags]
+    total = sum(p.lag for p in lags)
+    # The stall alarm: records wait, and nothing was projected for a while (or ever).
+    stalled = total > 0 and (fresh["age_seconds"] is None or fresh["age_seconds"] > settings.stall_seconds)
     if as_json:
-        return print_json({"partitions": rows, "total_lag": sum(p.lag for p in lags), "projections": fresh})
+        return print_json({"partitions": rows, "total_lag": total, "stalled": stalled, "projections": fresh})
     show([r for r in rows if r["end"]], ["topic", "partition", "committed", "end", "lag"],
          "Partitions with data", False)
     out.print(f"total lag: {sum(p.lag for p in lags)} record(s)")
     age = "n/a" if last is None else f"{fresh['age_seconds']:.1f} s ago"
     out.print(f"timeline: {fresh['rows']} rows, newest event {fresh['newest_event']}, last projected {last} ({age})")
+    if stalled:
+        err.print(f"[bold red]stalled:[/] {total} record(s) wait and nothing was projected for over "
+                  f"{settings.stall_seconds:.0f} s: is a worker running (`omnitrail worker`), and can it write to "
+                  "the store? See its log.")
 
 
 # --- projections -----------------------------------------------------------------------------------------------------
@@ -193,61 +200,30 @@ def migrate() -> None:
 
 
 @app.command()
-def worker(loglevel: Annotated[str, typer.Option(help="Log level")] = "info") -> None:
+def worker(loglevel: Annotated[str, typer.Option("--log-level", "--loglevel", help="Log level")] = "info") -> None:
     """Run the projection worker: topics -> projections, plus the read API on the loopback address."""
-
-    from consumers.app import ProjectionWorker, create_app
-    from projections.migrate import migrate as apply
+    from consumers.worker.service import run
     from projections.store import StoreLocked, connect
-    from projections.writer import ProjectionWriter
     from services.api import ReadAPI
     from services.replay import Replays
-    from services.topics import ensure_topics
 
     settings = Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        ensure_topics(settings)
-        write_client = connect(settings.store_url)
-    except (ConnectionError, StoreLocked) as exc:
+        api = ReadAPI(connect(settings.store_url), settings.api_host, settings.api_port, Replays(settings))
+        config = settings.worker_config()
+    except StoreLocked as exc:
         fail(str(exc))
-    apply(write_client)
-    api = ReadAPI(connect(settings.store_url), settings.api_host, settings.api_port, Replays(settings))
-    writer = ProjectionWriter(write_client, rules=settings.rules)
-    faust_app = create_app(settings, writer)
 
-    def ready() -> None:  # the read API (and its /health) comes up once the worker really consumes
+    def ready() -> None:  # the read API (and its /health) comes up once the worker owns its partitions
         api.start()
         logging.getLogger("omnitrail").info("worker ready; read API on %s", api.url)
 
-    threading.Thread(target=watch_for_stalls, args=(settings, writer), name="stall-watchdog", daemon=True).start()
-    ProjectionWorker(faust_app, ready, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
-
-
-def watch_for_stalls(settings: Settings, writer) -> None:
-    """Stop the worker (exit 76) when its group has lag and its committed offsets stay put while the store is
-    fine: the consumer is stuck, and a restart by the supervisor resumes from the committed offsets."""
-    import os
-
-    from services.status import consumer_lag
-
-    last, since = None, time.monotonic()
-    while True:
-        time.sleep(min(5.0, settings.stall_seconds / 3))
-        try:
-            lags = consumer_lag(settings)
-        except ConnectionError:
-            since = time.monotonic()  # the broker is away: not the consumer's fault
-            continue
-        committed = [(p.topic, p.partition, p.committed) for p in lags]
-        if committed != last or not any(p.lag for p in lags) or writer.retrying:
-            last, since = committed, time.monotonic()
-        elif time.monotonic() - since > settings.stall_seconds:
-            logging.getLogger("omnitrail").error(
-                "no progress for %.0fs with %d record(s) of lag; stopping so that a restart resumes",
-                settings.stall_seconds, sum(p.lag for p in lags))
-            os._exit(76)
+    try:
+        run(config, ready, loglevel)
+    except ConnectionError as exc:
+        fail(str(exc))
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """Dead letters: list the records the worker could not process, and replay them after a fix.
 
-The worker (``consumers/app.py``) sends a record it cannot decode or project to ``settings.deadletter_topic`` with
+The worker (``consumers/worker/loop.py``) sends a record it cannot decode or project to ``settings.deadletter_topic`` with
 its original key, value and headers, plus ``dlq_reason``, ``dlq_topic``, ``dlq_partition``, ``dlq_offset`` and
 ``dlq_at``. After a fix (an upcaster, a corrected producer) ``replay_dead_letters`` re-produces each pending dead
 letter once to the topic it came from; the worker processes it again, and what still fails is dead-lettered again,

@@ -13,11 +13,10 @@ from typing import Literal
 from pydantic import Field, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from consumers.worker.config import WorkerConfig
 from projections.stateful import Rules
 from schemas.channels import Channel
-
-DEADLETTER_MAX_BYTES = 16 * 1024 * 1024  # a dead letter keeps the original record, even an oversized one
-STATE_TABLE = "customer-state"  # the worker's faust table of the stateful projections' states, keyed by customer
+from schemas.topics import Topics
 
 
 class Settings(BaseSettings):
@@ -31,18 +30,21 @@ class Settings(BaseSettings):
       to other processes over the read API) or ``http(s)://user:password@host:8123/database`` for a server, which
       every process connects to directly. Empty means ``chdb://<state_dir>/clickhouse``.
     * ``topic_prefix``: channel topics are ``<prefix>.<channel>``, derived events (flags, violations) go to
-      ``<prefix>.derived``, the dead-letter topic is ``<prefix>.deadletter``.
+      ``<prefix>.derived``, the dead-letter topic is ``<prefix>.deadletter`` (see ``schemas.topics``).
     * ``partitions`` / ``replication_factor``: used when omnitrail creates its topics (never broker auto-create).
+      Every topic gets the same count: it is how many workers can share the load (one partition per worker at
+      least), and it cannot be changed later without moving customers between partitions.
     * ``event_mode``: CloudEvents Kafka mode the producers write (``binary`` or ``structured``); both are read.
     * ``source``: CloudEvents ``source`` of events emitted by this process.
-    * ``consumer_group``: the faust application id (Kafka consumer group) of the projection worker.
+    * ``consumer_group``: the Kafka consumer group of the projection workers; also names their state changelog.
     * ``batch_size`` / ``batch_seconds``: the worker writes projected rows in batches of up to this many events or
       after this many seconds, whichever comes first.
+    * ``checkpoint_seconds``: how often the worker writes changed customer states to its changelog and commits
+      its offsets (also after 100,000 records, and whenever partitions move to another worker). A crash redoes
+      at most this much work; nothing is lost or counted twice either way.
     * ``api_host`` / ``api_port``: the worker's loopback read API.
     * ``session_timeout_ms``: Kafka consumer session timeout (>= 6000 for the local brokers).
-    * ``stall_seconds``: a worker whose group has lag but whose committed offsets have not moved for this long
-      (while the store accepts writes) stops with exit code 76 so that its supervisor restarts it; seen here after
-      a broker restart, when the consumer rejoined but fetched nothing more.
+    * ``stall_seconds``: a worker with lag that has processed nothing for this long logs an alarm.
     * ``worker_instance_id``: the worker's static group membership id (Kafka ``group.instance.id``). A worker that
       restarts, even after ``kill -9``, takes its partitions back at once instead of waiting for a rebalance.
       Default: derived from the host name and the state directory, so it is stable across restarts and differs
@@ -61,13 +63,14 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:29092"
     clickhouse_url: str = ""
     topic_prefix: str = Field(default="omnitrail", pattern=r"^[A-Za-z0-9._-]+$")
-    partitions: int = Field(default=3, ge=1, le=1000)
+    partitions: int = Field(default=12, ge=1, le=1000)
     replication_factor: int = Field(default=1, ge=1)
     event_mode: Literal["binary", "structured"] = "binary"
     source: str = "/omnitrail/cli"
     consumer_group: str = "omnitrail-projections"
-    batch_size: int = Field(default=2000, ge=1)
-    batch_seconds: float = Field(default=0.2, gt=0)
+    batch_size: int = Field(default=20_000, ge=1)
+    batch_seconds: float = Field(default=0.1, gt=0)
+    checkpoint_seconds: float = Field(default=2.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8765, ge=0, le=65535)
     session_timeout_ms: int = Field(default=10_000, ge=6000)
@@ -101,30 +104,37 @@ class Settings(BaseSettings):
     def embedded_store(self) -> bool:
         return self.store_url.startswith("chdb://")
 
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix, self.consumer_group)
+
     def channel_topic(self, channel: Channel | str) -> str:
-        return f"{self.topic_prefix}.{Channel(channel).value}"
+        return self.topics.channel(channel)
 
     @property
     def channel_topics(self) -> list[str]:
-        return [self.channel_topic(c) for c in Channel]
+        return self.topics.channels
 
     @property
     def rules(self) -> Rules:
         return Rules(self.flag_threshold, self.flag_window_days, self.consistency_window_days, self.journey_gap_hours)
 
     @property
-    def state_changelog_topic(self) -> str:
-        """The compacted changelog of the worker's state table: faust names it ``<app id>-<table>-changelog``."""
-        return f"{self.consumer_group}-{STATE_TABLE}-changelog"
-
-    @property
     def derived_topic(self) -> str:
-        return f"{self.topic_prefix}.derived"
+        return self.topics.derived
 
     @property
     def deadletter_topic(self) -> str:
-        return f"{self.topic_prefix}.deadletter"
+        return self.topics.deadletter
 
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    def worker_config(self) -> WorkerConfig:
+        return WorkerConfig(
+            bootstrap=self.kafka_bootstrap, topics=self.topics, partitions=self.partitions, state_dir=self.state_dir,
+            store_url=self.store_url, instance_id=self.group_instance_id, rules=self.rules,
+            event_mode=self.event_mode, batch_size=self.batch_size, batch_seconds=self.batch_seconds,
+            checkpoint_seconds=self.checkpoint_seconds, session_timeout_ms=self.session_timeout_ms,
+            stall_seconds=self.stall_seconds)

@@ -12,18 +12,72 @@ each for its own dedicated customer:
 * ``transferred_call``: one call transferred three times, then resolved; a CES survey follows.
 * ``price_mismatch``: a price quoted on the phone differs from the web price for the same subject a day later.
 
-The ground truth (``Simulation.truth``) is written down while the traffic is planned, from the plan's own
-bookkeeping (which contacts the customer initiated, which transfers, which step resolved the need, when the
-customer asked and when an agent answered, which letters came back, which values were told), not by running the
-projections' folds. It follows the rules documented in ``projections/flags/fold.py``,
-``projections/consistency/fold.py`` and ``projections/journeys/fold.py`` with the default ``Rules``:
+Beyond the stories the background holds, at scale, everything the projections must get exactly right:
 
-* flags: one row per (customer, address) that had returns; background letters never come back, so only the
-  returned-mail story has a flag. Background traffic does not send that customer letters.
-* violations: only the price-mismatch story; background prices, offers and answers are the same on every
-  channel (one catalogue), and the story's subject is not in the catalogue.
+* returned mail (``post`` journeys, mail channel): about 8% of the other customers have an address letters bounce
+  from. Their statements, invoices and reminders come back days later. Variants: a single return (status
+  ``returned``); returns that flag the address, with or without later letters to it (``MailToFlaggedAddress``
+  alerts); a change-of-address card that clears the flag (``address changed``; returns kept); a reply card
+  confirming the address (``address confirmed``; returns reset); a letter still in the post when the card came,
+  bouncing afterwards (a return before the change never counts, one after it alone does not reach the threshold:
+  status ``returned``); and letters an old system keeps sending to the old address, flagging it again.
+* address changes on the web portal by some customers whose letters arrive (no returns: no flag rows). Letters
+  follow the customer's address at the time they are sent.
+* told values (``told`` journeys): about 5% of the other customers are told different values for one subject
+  (not in the catalogue) on two channels within the consistency window: a plain mismatch, or one channel changed
+  its value (a price change) while the other still tells the old one. Others are told a changed value on one
+  channel only (a change, not a violation), the same value on two channels, or different values further apart
+  than the window (no violation).
+* duplicates: about 1% of the events are published twice (a producer retry): same source, id and content, a few
+  seconds apart. They are part of ``Simulation.events``; the truth counts every event once.
+* late arrivals: events published well after later events of the same customer on other channels (see below).
+
+The ground truth (``Simulation.truth``) is written down from the plan's own bookkeeping (which contacts the
+customer initiated, which transfers, which step resolved the need, when the customer asked and when an agent
+answered, which letters came back, which values were told), not by running the projections' folds. It follows
+the rules documented in ``projections/flags/fold.py``, ``projections/consistency/fold.py`` and
+``projections/journeys/fold.py`` with the default ``Rules``:
+
+* flags: ``address_flags`` applies the documented rules to each customer's letters, returns and address changes
+  in time order; one row per (customer, address) that had returns. A customer's letters bounce from one address
+  only, so each customer has at most one row (readers that order a customer's rows by address and by update
+  time agree).
+* violations: by construction of the told values. Background catalogue values are the same on every channel, and
+  every other told subject is told to a customer in one pattern only, so only the mismatch patterns (and the
+  price-mismatch story) conflict: one violation each, named after the later of the two conflicting values.
 * journeys: every event carries a correlation id (its journey), so assignment is unambiguous. Within a journey
   the times strictly increase, so the order of steps does not depend on arrival order.
+* timeline: per customer its distinct events plus the derived events: one per flag, alert and clear, and one per
+  violation.
+* summary: counts of flagged addresses (ever, and open, cleared, returned now), alerts, violations, duplicates,
+  late arrivals, transfers.
+
+Arrival order. ``events`` is the publishing order. Each channel has its own topic, keyed by customer, so the
+worker sees one customer's events of one channel in publishing order, but the channels interleave arbitrarily
+(it sorts each batch by time; across batches arrival order stands). The truth holds for every such interleaving:
+
+* Letters, returns and the cards that clear flags all travel on the mail channel, in time order (except the late
+  returns below): the flag rules are not order-independent across channels (an address change folded before a
+  return that happened earlier makes that return history), so nothing flag-relevant of a customer with returns
+  travels on another channel. Web address changes are only made by customers without returns, where they change
+  no row.
+* Consistency: a mismatch is two channels each telling one value, or one channel telling ``a`` then ``b`` while
+  the other tells ``a``; either way the conflict is found whichever of the two is folded second, with the same
+  values and event ids (only the violation id and detection time name the quote folded second; in time order that
+  is the later one, as the truth says). Patterns where a channel changes its value to agree are order-dependent and
+  are not generated. Pruning: every value of a mismatch is told within the last ``consistency_window_days`` of the
+  simulation, so no later told value of the customer can prune it before its counterpart arrives; the
+  price-mismatch story customer is told no other values at all.
+* Violations are placed in disjoint time slots in customer-id order (after the story's), so listing them by
+  detection time (either quote) or by customer and subject gives the same order; each customer has at most one.
+* Late arrivals, each published well after its time: survey answers (the survey tool's export, up to three days
+  later), the travel agency's events (its nightly feed, published at 02:00 the next day) and some returned letters
+  (the post office's return scans, two to six days later). Feedback and partner events tell no values and change no
+  flag, and journeys place steps by time, take the earliest resolution and count distinct contacts, so their
+  arrival order does not matter. A late return is only published late when the mail events it overtakes cannot
+  change its effect: none of them is an address change, and either it overtakes no mail event of its customer or
+  its address was already flagged before it (then it only adds a return, and an alert is raised either way).
+  Email and messaging events (first-response times depend on their order) are never late.
 
 Generation is pure: no clock, no I/O; the same arguments give the same events (ids ``sim-<seed>-<n>``) and truth.
 """
@@ -32,7 +86,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -46,6 +100,7 @@ from schemas.envelope import Event
 
 DEFAULT_START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday, 00:00 UTC
 WORK_START, WORK_END = 8, 20  # contact-centre hours (UTC)
+WORK_SECONDS = (WORK_END - WORK_START) * 3600
 STORIES = ("returned_mail", "hotel_booking", "transferred_call", "price_mismatch")
 
 # One catalogue for every channel: background traffic never tells two channels different things.
@@ -58,6 +113,18 @@ ANSWERS = {"opening-hours": "Mon-Sat 08:00-20:00", "cancellation": "Free cancell
 STORY_PRICE_SUBJECT = "PLAN-UNLIMITED-24M"  # not in the catalogue: only the story quotes it
 STORY_PHONE_PRICE, STORY_WEB_PRICE = Decimal("45.00"), Decimal("49.50")
 HOTEL_SUBJECT, HOTEL_PRICE = "HOTEL-AMS-DBL-3N", PRICES["HOTEL-AMS-DBL-3N"]
+
+# Subjects outside the catalogue: what the told-value patterns tell (each at most once per customer).
+TOLD_PRICES = ("FIBER-500", "FIBER-1000", "TV-BASIC", "TV-PLUS", "MOBILE-10GB", "MOBILE-UNLIMITED",
+               "HOTEL-UTR-DBL-2N", "HOTEL-GRQ-SGL-1N")
+TOLD_OFFERS = {"RETENTION-20": ("20% off for 12 months", "20% off for 6 months", "first 3 months free"),
+               "SWITCH-BONUS": ("EUR 50 bonus when you switch", "EUR 25 bonus when you switch"),
+               "FAMILY-PACK": ("4 SIMs for the price of 3", "5 SIMs for the price of 3")}
+TOLD_ANSWERS = {"roaming-eu": ("Roaming in the EU is included", "Roaming in the EU costs 2.50 a day"),
+                "contract-end": ("You can cancel any day after the first year", "Your contract ends in March"),
+                "moving-fee": ("Moving your connection is free", "Moving your connection costs EUR 49"),
+                "router-return": ("Return the router within 14 days", "You can keep the old router")}
+TELLING = (Channel.PHONE, Channel.WEB, Channel.EMAIL, Channel.WEBCHAT, Channel.WHATSAPP, Channel.STORE)
 
 # Where customers start or continue a need (weights); mail and survey come as letters and feedback, not contacts.
 CONTACT_MIX = {Channel.PHONE: 32, Channel.EMAIL: 18, Channel.WEBCHAT: 13, Channel.WHATSAPP: 10, Channel.WEB: 11,
@@ -75,6 +142,19 @@ CITIES = (("Amsterdam", "10"), ("Rotterdam", "30"), ("Utrecht", "35"), ("Den Haa
           ("Groningen", "97"), ("Zwolle", "80"))
 PAGES = ("/", "/plans", "/hotels/ams", "/hotels/rtm", "/support/faq", "/account/invoices", "/account/bookings",
          "/contact")
+LETTERS = ("Annual statement", "Invoice", "Payment reminder", "Contract renewal", "Change to your terms",
+           "Final notice")
+
+# Shares of the background customers (the stories' customers take part in none of these).
+BOUNCE_SHARE = 0.08      # letters come back from their address
+POST_KINDS = {"returned": 24, "flagged": 34, "changed": 16, "changed_in_post": 8, "confirmed": 10, "reflagged": 8}
+WEB_MOVE_SHARE = 0.03    # change their address on the web portal (their letters arrive)
+MISMATCH_SHARE = 0.05    # told different values on two channels within the window: one violation each
+MISMATCH_SLOT = 45 * 60  # working seconds a mismatch needs (its two contacts and a margin)
+CHANGE_SHARE, AGREE_SHARE, APART_SHARE = 0.03, 0.03, 0.02  # told values that are no violation
+LATE_RETURN_SHARE = 0.35     # of the customers with returns: one return reported late (if that is order-safe)
+LATE_SURVEY_SHARE = 0.12     # survey answers that come with the survey tool's export, up to three days later
+DUPLICATE_SHARE = 0.01       # events a producer publishes twice
 
 
 @dataclass(frozen=True)
@@ -139,6 +219,72 @@ class Journey:
         }
 
 
+def told_value(payload: ev.Payload) -> tuple[str, str, str] | None:
+    """``(kind, subject, value)`` of a told value, normalised as ``projections/quotes/fold.py`` documents: a price
+    as ``"<amount, 2 decimals> <CURRENCY>"``, offer terms stripped, an answer whitespace-collapsed and casefolded."""
+    if isinstance(payload, ev.PriceQuoted):
+        return "price", payload.subject, f"{payload.amount:.2f} {payload.currency.upper()}"
+    if isinstance(payload, ev.OfferMade):
+        return "offer", payload.subject, payload.terms.strip()
+    if isinstance(payload, ev.AnswerGiven):
+        return "answer", payload.subject, " ".join(payload.answer.split()).casefold()
+    return None
+
+
+def _address_key(address: ev.PostalAddress) -> str:
+    return " ".join(address.one_line().casefold().split())
+
+
+def address_flags(customer: str, events: list[Event], rules: Rules) -> tuple[list[dict], dict[str, bool]]:
+    """The flag rows of one customer, by the rules documented in ``projections/flags/fold.py``, applied to the
+    customer's letters, returns and address changes in time order (the plan's bookkeeping, not the fold).
+
+    Returns the rows (one per address that had returns, in the order their addresses first came back) and, per
+    return's event id, whether its address was flagged just before it (what decides if it may arrive late)."""
+    window = timedelta(days=rules.flag_window_days)
+    records: dict[str, dict] = {}
+    changed_at: datetime | None = None
+    flagged_before: dict[str, bool] = {}
+    for e in sorted(events, key=lambda e: e.time):
+        d = e.data
+        if isinstance(d, ev.MailReturned):
+            rec = records.setdefault(_address_key(d.address), {
+                "address": d.address.one_line(), "returns": [], "flagged": False, "actions": [], "version": 0})
+            flagged_before[e.id] = rec["flagged"]
+            # The window ends at the latest return (inclusive); returns before the latest change do not count.
+            returns = [*rec["returns"], e.time]
+            rec["returns"] = sorted(r for r in returns if r >= max(returns) - window)
+            counting = [r for r in rec["returns"] if changed_at is None or r > changed_at]
+            if not rec["flagged"] and len(counting) >= rules.flag_threshold:
+                rec["flagged"] = True
+                rec["actions"].append("flagged")
+            rec["version"] += 1
+            rec["status"] = "flagged" if rec["flagged"] else "returned"
+        elif isinstance(d, ev.MailSent):
+            rec = records.get(_address_key(d.address))
+            if rec is not None and rec["flagged"] and (changed_at is None or e.time > changed_at):
+                rec["actions"].append("mail_sent_alert")
+                rec["version"] += 1
+                rec["status"] = "flagged"
+        elif isinstance(d, ev.AddressChanged):
+            for key, rec in records.items():
+                if rec["flagged"]:
+                    confirmed = key == _address_key(d.address)
+                    rec["flagged"] = False
+                    rec["actions"].append("cleared: address confirmed" if confirmed else "cleared: address changed")
+                    if confirmed:
+                        rec["returns"] = []
+                    rec["version"] += 1
+                    rec["status"] = "cleared"
+            changed_at = e.time if changed_at is None else max(changed_at, e.time)
+    rows = [{"customer_id": customer, "address": rec["address"], "status": rec["status"],
+             "returns": len(rec["returns"]),
+             "first_return": rec["returns"][0].isoformat() if rec["returns"] else None,
+             "last_return": rec["returns"][-1].isoformat() if rec["returns"] else None,
+             "actions": rec["actions"], "version": rec["version"]} for rec in records.values()]
+    return rows, flagged_before
+
+
 class _Generator:
     def __init__(self, customers: int, days: int, seed: int, start: datetime):
         self.customers, self.days, self.seed = customers, days, seed
@@ -152,8 +298,11 @@ class _Generator:
         self.events: list[Event] = []
         self.journeys: dict[str, Journey] = {}
         self.addresses: dict[str, ev.PostalAddress] = {}
-        self.flags: dict[str, list[dict]] = {}
+        self.moves: dict[str, list[tuple[datetime, ev.PostalAddress]]] = {}  # customer -> (from, address)
         self.violations: list[dict] = []
+        self.subjects: dict[str, set[str]] = {}     # customer -> told subjects outside the catalogue
+        self.late_returns: dict[str, timedelta] = {}  # return event id -> delay before it is published
+        self.story_told_until = self.start
 
     # --- identities and time ---------------------------------------------------------------------------------------
     def next_ref(self, kind: str) -> str:
@@ -163,14 +312,32 @@ class _Generator:
     def customer_id(self, i: int) -> str:
         return f"{self.prefix}-c{i:04d}"
 
+    def new_address(self) -> ev.PostalAddress:
+        city, pc = self.rng.choice(CITIES)
+        return ev.PostalAddress(
+            street=self.rng.choice(STREETS), house_number=str(self.rng.randint(1, 180)),
+            postcode=f"{pc}{self.rng.randint(10, 99)} {self.rng.choice('ABCDEGHJKLMNPRSTVWXZ')}"
+                     f"{self.rng.choice('ABCDEGHJKLMNPRSTVWXZ')}", city=city)
+
     def address(self, customer: str) -> ev.PostalAddress:
+        """The address the customer had at the start."""
         if customer not in self.addresses:
-            city, pc = self.rng.choice(CITIES)
-            self.addresses[customer] = ev.PostalAddress(
-                street=self.rng.choice(STREETS), house_number=str(self.rng.randint(1, 180)),
-                postcode=f"{pc}{self.rng.randint(10, 99)} {self.rng.choice('ABCDEGHJKLMNPRSTVWXZ')}"
-                         f"{self.rng.choice('ABCDEGHJKLMNPRSTVWXZ')}", city=city)
+            self.addresses[customer] = self.new_address()
         return self.addresses[customer]
+
+    def other_address(self, old: ev.PostalAddress) -> ev.PostalAddress:
+        while True:
+            new = self.new_address()
+            if _address_key(new) != _address_key(old):
+                return new
+
+    def address_at(self, customer: str, t: datetime) -> ev.PostalAddress:
+        """The customer's address at ``t`` (after any address change planned before ``t``)."""
+        address = self.address(customer)
+        for since, new in self.moves.get(customer, []):
+            if since < t:
+                address = new
+        return address
 
     def seconds(self, low: int, high: int) -> timedelta:
         return timedelta(seconds=self.rng.randint(low, high))
@@ -188,6 +355,16 @@ class _Generator:
         if channel in DIGITAL and self.rng.random() < 0.08:  # digital channels get some evening traffic
             return base + timedelta(hours=WORK_END) + self.seconds(0, 3 * 3600 - 1)
         return base + timedelta(hours=WORK_START) + self.seconds(0, (WORK_END - WORK_START) * 3600 - 3 * 3600)
+
+    def to_work(self, t: datetime) -> int:
+        """Working seconds (08:00-20:00 of each simulated day) from the start until ``t``."""
+        since = t - self.start
+        return since.days * WORK_SECONDS + min(max(since.seconds - WORK_START * 3600, 0), WORK_SECONDS)
+
+    def from_work(self, w: int) -> datetime:
+        """The moment ``w`` working seconds after the start (monotone: more working seconds, a later moment)."""
+        day, second = divmod(w, WORK_SECONDS)
+        return self.start + timedelta(days=day, seconds=WORK_START * 3600 + second)
 
     # --- committing planned steps ----------------------------------------------------------------------------------
     def journey(self, customer: str, name: str | None = None) -> Journey:
@@ -223,6 +400,17 @@ class _Generator:
     def commit_all(self, j: Journey, steps: list[Step]) -> list[Event]:
         return [self.commit(j, s) for s in steps]
 
+    def commit_sorted(self, j: Journey, steps: list[Step]) -> list[Event]:
+        """Commit planned steps in time order; equal times are moved apart by a second (keeping their order)."""
+        ordered: list[Step] = []
+        for step in sorted(steps, key=lambda s: s.time):
+            if ordered and step.time <= ordered[-1].time:
+                step = replace(step, time=ordered[-1].time + timedelta(seconds=1))
+            if step.time >= self.end:
+                break
+            ordered.append(step)
+        return self.commit_all(j, ordered)
+
     # --- background contacts -------------------------------------------------------------------------------------
     def told(self, t: datetime, channel: Channel, subjects: tuple[str, ...] | None = None) -> Step:
         """A price, offer or answer from the one catalogue."""
@@ -237,8 +425,9 @@ class _Generator:
         return Step(t, channel, ev.AnswerGiven(subject=subject, answer=ANSWERS[subject]))
 
     def contact(self, channel: Channel, t: datetime, *, case: tuple[str, str] | None, open_case: bool,
-                resolve: bool, followup: bool) -> list[Step]:
-        """The steps of one contact on ``channel`` starting at ``t``; ``case`` = (case id, intent)."""
+                resolve: bool, followup: bool, tell: bool = True) -> list[Step]:
+        """The steps of one contact on ``channel`` starting at ``t``; ``case`` = (case id, intent); ``tell``: whether
+        the contact may tell the customer catalogue values."""
         rng, steps = self.rng, []
 
         def add(step: Step) -> datetime:
@@ -271,7 +460,7 @@ class _Generator:
                                                     queue=rng.choice(QUEUES), agent=f"agent-{rng.randint(1, 60)}"),
                          contact=None if outbound else f"call:{call}"))
             t = opened(t + self.seconds(20, 90))
-            if rng.random() < 0.35:
+            if tell and rng.random() < 0.35:
                 t = add(self.told(t + self.seconds(60, 300), channel))
             queue = None
             if not outbound and rng.random() < 0.15:
@@ -300,7 +489,7 @@ class _Generator:
                 t = add(Step(self.in_hours(t + self.seconds(1800, 20 * 3600)), channel,
                              ev.EmailSent(message_id=self.next_ref("mail"), in_reply_to=mid, subject="Re: your question"),
                              answers=("email",)))
-                if rng.random() < 0.3:
+                if tell and rng.random() < 0.3:
                     t = add(self.told(t + self.seconds(1, 5), channel))
                 resolved(t + self.seconds(30, 300))
         elif channel in MESSAGING:
@@ -321,14 +510,14 @@ class _Generator:
                 t = add(Step(t + self.seconds(low, high), channel,
                              ev.MessageSent(conversation_id=conv, text="Happy to help!",
                                             agent=f"agent-{rng.randint(1, 60)}"), answers=(thread,)))
-                if rng.random() < 0.25:
+                if tell and rng.random() < 0.25:
                     t = add(self.told(t + self.seconds(1, 30), channel))
             resolved(t + self.seconds(30, 300))
         elif channel == Channel.STORE:
             t = add(Step(t, channel, ev.StoreVisited(store_id=f"store-{rng.randint(1, 25)}", purpose="advice"),
                          contact=f"visit:{self.next_ref('visit')}"))
             t = opened(t + self.seconds(60, 300))
-            if rng.random() < 0.5:
+            if tell and rng.random() < 0.5:
                 t = quote_then_maybe_book(t + self.seconds(120, 600), ("PLAN-S", "PLAN-M", "PLAN-L", "ROUTER-X2"),
                                           0.5, (60, 600))
             resolved(t + self.seconds(60, 600))
@@ -339,7 +528,7 @@ class _Generator:
                                                          url=f"https://portal.example{rng.choice(PAGES)}")))
                 t += self.seconds(10, 240)
             t = opened(t)
-            if rng.random() < 0.45:
+            if tell and rng.random() < 0.45:
                 t = quote_then_maybe_book(t + self.seconds(5, 60), ("PLAN-S", "PLAN-M", "PLAN-L",
                                                                      "HOTEL-AMS-DBL-3N", "HOTEL-RTM-SGL-2N"),
                                           0.4, (30, 400))
@@ -357,7 +546,7 @@ class _Generator:
     def fits(self, steps: list[Step]) -> bool:
         return all(s.time < self.end for s in steps)
 
-    def background_journey(self, customer: str, *, mail: bool) -> None:
+    def background_journey(self, customer: str, *, mail: bool, tell: bool = True) -> None:
         rng = self.rng
         n_contacts = rng.choices((1, 2, 3, 4), (45, 30, 15, 10))[0]
         channels = [rng.choices(list(CONTACT_MIX), list(CONTACT_MIX.values()))[0]]
@@ -377,7 +566,7 @@ class _Generator:
                     t = self.in_hours(planned[-1][-1].time + self.seconds(1800, 30 * 3600))
                 last = i == len(channels) - 1
                 steps = self.contact(channel, t, case=case, open_case=i == 0, resolve=resolve and last,
-                                     followup=i > 0)
+                                     followup=i > 0, tell=tell)
                 if not self.fits(steps):
                     break
                 planned.append(steps)
@@ -403,11 +592,237 @@ class _Generator:
             if self.fits([survey]):
                 self.commit(j, survey)
         if mail and j.resolved_at is not None and rng.random() < 0.25:  # a confirmation letter
-            letter = Step(self.in_hours(j.last_time + self.seconds(12 * 3600, 30 * 3600)), Channel.MAIL,
-                          ev.MailSent(letter_id=self.next_ref("L"), address=self.address(customer),
-                                      subject="Confirmation of your request"))
+            at = self.in_hours(j.last_time + self.seconds(12 * 3600, 30 * 3600))
+            letter = Step(at, Channel.MAIL, ev.MailSent(letter_id=self.next_ref("L"),
+                                                        address=self.address_at(customer, at),
+                                                        subject="Confirmation of your request"))
             if self.fits([letter]):
                 self.commit(j, letter)
+
+    # --- returned mail and address changes -------------------------------------------------------------------------
+    def post(self, customer: str) -> None:
+        """Letters to an address they bounce from (the customer moved without telling, or the address is wrong),
+        in one ``post`` journey on the mail channel; the flag rows follow from the rules (``address_flags``)."""
+        rng = self.rng
+        kind = rng.choices(list(POST_KINDS), list(POST_KINDS.values()))[0]
+        home = self.address(customer)
+        gap = max(1, self.days // 6)            # days between letters
+        lag = (1, max(1, min(5, self.days // 6)))  # days until a letter comes back
+        steps: list[Step] = []
+
+        def send(t: datetime, address: ev.PostalAddress, bounce: bool, reasons=(ev.ReturnReason.MOVED,
+                 ev.ReturnReason.ADDRESSEE_UNKNOWN)) -> datetime:
+            """A letter sent at ``t``; the time it comes back, or ``t`` when it is delivered."""
+            letter = self.next_ref("L")
+            steps.append(Step(t, Channel.MAIL, ev.MailSent(letter_id=letter, address=address,
+                                                           subject=rng.choice(LETTERS))))
+            if not bounce:
+                return t
+            back = self.in_hours(t + timedelta(days=rng.randint(*lag), seconds=rng.randint(0, 6 * 3600)))
+            steps.append(Step(back, Channel.MAIL, ev.MailReturned(letter_id=letter, address=address,
+                                                                  reason=rng.choice(reasons))))
+            return back
+
+        def later(t: datetime, low: int, high: int) -> datetime:
+            return self.in_hours(t + timedelta(days=rng.randint(low, high), seconds=rng.randint(0, 4 * 3600)))
+
+        def card(t: datetime, address: ev.PostalAddress) -> None:
+            """The customer's reply card by post: a new address, or the same one confirmed."""
+            steps.append(Step(t, Channel.MAIL, ev.AddressChanged(address=address, previous=home)))
+
+        t = self.start + timedelta(days=rng.randrange(max(1, int(self.days * 0.4))), hours=WORK_START,
+                                   seconds=rng.randint(0, 4 * 3600))
+        if kind == "returned":  # one letter comes back, the others arrive
+            n = rng.choice((1, 2, 3))
+            bounced = rng.randrange(n)
+            for i in range(n):
+                send(t, home, i == bounced, (ev.ReturnReason.REFUSED, ev.ReturnReason.ADDRESS_INCOMPLETE,
+                                             ev.ReturnReason.OTHER))
+                t = later(t, gap, 2 * gap)
+        elif kind == "flagged":  # every letter comes back; those sent after the second return raise alerts
+            for _ in range(rng.choice((2, 3, 3, 4))):
+                send(t, home, True)
+                t = later(t, gap, 2 * gap)
+        else:  # flagged by two returns, then a card clears the flag
+            last = send(t, home, True)
+            last = max(last, send(later(t, gap, 2 * gap), home, True))
+            if kind == "changed_in_post":  # a letter is in the post when the card comes, and bounces afterwards
+                sent = later(last, 1, 2)
+                steps.append(Step(sent, Channel.MAIL, ev.MailSent(letter_id=(letter := self.next_ref("L")),
+                                                                  address=home, subject="Final notice")))
+                changed = later(sent, 1, 1)
+                new = self.other_address(home)
+                card(changed, new)
+                steps.append(Step(later(changed, 1, max(1, gap)), Channel.MAIL, ev.MailReturned(
+                    letter_id=letter, address=home, reason=ev.ReturnReason.MOVED)))
+            else:
+                changed = later(last, 1, max(1, gap))
+                new = home if kind == "confirmed" else self.other_address(home)
+                card(changed, new)
+                if kind == "reflagged":  # an old system keeps writing to the old address: it bounces again
+                    t = later(changed, 1, gap)
+                    for _ in range(rng.choice((2, 3))):
+                        send(t, home, True)
+                        t = later(t, gap, 2 * gap)
+                else:  # letters to the address on the card arrive
+                    t = changed
+                    for _ in range(rng.choice((0, 1, 2))):
+                        t = later(t, gap, 2 * gap)
+                        send(t, new, False)
+            if new is not home and changed < self.end:
+                self.moves.setdefault(customer, []).append((changed, new))
+        events = self.commit_sorted(self.journey(customer, "post"), [s for s in steps if s.time < self.end])
+        returns = [e for e in events if isinstance(e.data, ev.MailReturned)]
+        if returns and rng.random() < LATE_RETURN_SHARE:  # the post office's return scan, reported days later
+            self.late_returns[rng.choice(returns).id] = timedelta(days=rng.randint(2, 6),
+                                                                  seconds=rng.randint(0, 8 * 3600))
+
+    def web_move(self, customer: str) -> None:
+        """The customer changes their address on the web portal (their letters arrive: no flag row changes)."""
+        home = self.address(customer)
+        t = self.contact_time(self.rng.randrange(self.days), Channel.WEB)
+        new = self.other_address(home)
+        changed = t + self.seconds(30, 300)
+        self.commit_all(self.journey(customer, "address"), [
+            Step(t, Channel.WEB, ev.WebPageViewed(session_id=self.next_ref("web"),
+                                                  url="https://portal.example/account/address")),
+            Step(changed, Channel.WEB, ev.AddressChanged(address=new, previous=home))])
+        self.moves.setdefault(customer, []).append((changed, new))
+
+    # --- told values -----------------------------------------------------------------------------------------------
+    def telling(self, channel: Channel, t: datetime, payload: ev.Payload) -> list[Step]:
+        """A short contact on ``channel`` starting at ``t`` (at most ten minutes) in which ``payload`` is told."""
+        if channel == Channel.PHONE:
+            call = self.next_ref("call")
+            said = t + self.seconds(60, 240)
+            end = said + self.seconds(60, 240)
+            agent = f"agent-{self.rng.randint(1, 60)}"
+            return [Step(t, channel, ev.CallStarted(call_id=call, queue="sales", agent=agent), contact=f"call:{call}"),
+                    Step(said, channel, payload),
+                    Step(end, channel, ev.CallEnded(call_id=call, duration_seconds=int((end - t).total_seconds())))]
+        if channel == Channel.EMAIL:
+            mid = self.next_ref("mail")
+            sent = t + self.seconds(180, 480)
+            return [Step(t, channel, ev.EmailReceived(message_id=mid, subject="A question before I order"),
+                         contact=f"email:{mid}", ask="email"),
+                    Step(sent, channel, ev.EmailSent(message_id=self.next_ref("mail"), in_reply_to=mid,
+                                                     subject="Re: A question before I order"), answers=("email",)),
+                    Step(sent + self.seconds(1, 5), channel, payload)]
+        if channel in MESSAGING:
+            conv = self.next_ref("conv")
+            thread = f"{channel.value}:{conv}"
+            sent = t + self.seconds(15, 180)
+            return [Step(t, channel, ev.MessageReceived(conversation_id=conv, text="What would that cost me?"),
+                         contact=f"conversation:{thread}", ask=thread),
+                    Step(sent, channel, ev.MessageSent(conversation_id=conv, text="Let me look that up.",
+                                                       agent=f"agent-{self.rng.randint(1, 60)}"), answers=(thread,)),
+                    Step(sent + self.seconds(1, 30), channel, payload)]
+        if channel == Channel.STORE:
+            return [Step(t, channel, ev.StoreVisited(store_id=f"store-{self.rng.randint(1, 25)}", purpose="advice"),
+                         contact=f"visit:{self.next_ref('visit')}"),
+                    Step(t + self.seconds(120, 480), channel, payload)]
+        if channel == Channel.WEB:
+            return [Step(t, channel, ev.WebPageViewed(session_id=self.next_ref("web"),
+                                                     url=f"https://portal.example{self.rng.choice(PAGES)}")),
+                    Step(t + self.seconds(10, 120), channel, payload)]
+        raise ValueError(f"no telling on {channel}")
+
+    def told_pair(self, customer: str) -> tuple[str, str, ev.Payload, ev.Payload]:
+        """A subject outside the catalogue not yet told to the customer, and two different values for it:
+        (kind, subject, a, b)."""
+        rng, used = self.rng, self.subjects.setdefault(customer, set())
+        kind = rng.choices(("price", "offer", "answer"), (6, 2, 2))[0]
+        options = {"price": TOLD_PRICES, "offer": tuple(TOLD_OFFERS), "answer": tuple(TOLD_ANSWERS)}[kind]
+        free = [s for s in options if s not in used] or [s for s in TOLD_PRICES if s not in used]
+        subject = rng.choice(free)
+        used.add(subject)
+        if subject in TOLD_PRICES:
+            a = Decimal(rng.randint(1500, 9000)) / 100
+            b = a + Decimal(rng.choice((250, 500, 750, 1000))) / 100 * rng.choice((1, -1))
+            return ("price", subject, ev.PriceQuoted(subject=subject, amount=a),
+                    ev.PriceQuoted(subject=subject, amount=b))
+        if subject in TOLD_OFFERS:
+            a, b = rng.sample(TOLD_OFFERS[subject], 2)
+            return "offer", subject, ev.OfferMade(subject=subject, terms=a), ev.OfferMade(subject=subject, terms=b)
+        a, b = rng.sample(TOLD_ANSWERS[subject], 2)
+        return "answer", subject, ev.AnswerGiven(subject=subject, answer=a), ev.AnswerGiven(subject=subject, answer=b)
+
+    def mismatch(self, customer: str, slot: tuple[int, int]) -> None:
+        """Two channels tell the customer different values for one subject within the slot (working seconds): a
+        plain mismatch, or a channel that changed its value (told before the slot) against the other one still
+        telling the old value. One violation, detected at the later of the two conflicting values."""
+        rng = self.rng
+        kind, subject, a, b = self.told_pair(customer)
+        x, y = rng.sample(TELLING, 2)
+        begin, end = slot
+        w = rng.randint(begin, end - MISMATCH_SLOT)
+        d = rng.randint(15 * 60, end - 20 * 60 - w)
+        first, second = self.from_work(w), self.from_work(w + d)
+        earlier = max(self.to_work(self.start), self.to_work(first - timedelta(days=20)))
+        steps: list[Step] = []
+        if rng.random() < 0.3 and w - 3600 > earlier:  # x told a before, now tells b; y still tells a
+            steps += self.telling(x, self.from_work(rng.randint(earlier, w - 3600)), a)
+            x_value, y_value = b, a
+            if rng.random() < 0.5:
+                first, second = second, first
+        else:
+            x_value, y_value = a, b
+        steps += self.telling(x, first, x_value) + self.telling(y, second, y_value)
+        events = self.commit_sorted(self.journey(customer, "told"), steps)
+        conflicting = [e for e in events if told_value(e.data) and e.time >= self.from_work(w)]
+        assert len(conflicting) == 2 and {e.channel for e in conflicting} == {x, y}
+        assert all(e.time < self.from_work(end) for e in events), "a mismatch must stay within its slot"
+        detected = conflicting[-1]
+        self.violations.append({
+            "violation_id": f"violation-{detected.id}", "customer_id": customer, "kind": kind, "subject": subject,
+            "channels": [e.channel.value for e in conflicting], "values": [told_value(e.data)[2] for e in conflicting],
+            "event_ids": [e.id for e in conflicting], "detected_at": detected.time.isoformat()})
+
+    def told_no_violation(self, customer: str, pattern: str) -> None:
+        """Told values that are no violation: ``change`` (one channel tells a, later b), ``agree`` (two channels
+        tell the same value), ``apart`` (two channels tell different values further apart than the window)."""
+        rng = self.rng
+        _kind, _subject, a, b = self.told_pair(customer)
+        x, y = rng.sample(TELLING, 2)
+        window = self.rules.consistency_window_days
+        if pattern == "change":
+            if self.days < 2:
+                return
+            d1, d2 = sorted(rng.sample(range(self.days), 2))
+            plan = [(x, d1, a), (x, d2, b)]
+        elif pattern == "agree":
+            d1, d2 = sorted((rng.randrange(self.days), rng.randrange(self.days)))
+            plan = [(x, d1, a), (y, d2, a)]
+        else:
+            if self.days < window + 3:
+                return
+            d1 = rng.randrange(self.days - window - 2)
+            plan = [(x, d1, a), (y, rng.randint(d1 + window + 2, self.days - 1), b)]
+        steps: list[Step] = []
+        for channel, day, value in plan:
+            t = self.contact_time(day, channel)
+            if steps and t <= steps[-1].time + timedelta(minutes=15):
+                t = steps[-1].time + self.seconds(15 * 60, 3600)
+            steps += self.telling(channel, t, value)
+        if self.fits(steps):
+            self.commit_all(self.journey(customer, "told"), steps)
+
+    def told_values(self, pool: list[str]) -> None:
+        """Mismatches for a share of ``pool`` in disjoint slots in customer-id order, after the story's, within the
+        last consistency window; then told values that are no violation."""
+        rng, window = self.rng, timedelta(days=self.rules.consistency_window_days)
+        begin = self.to_work(max(self.story_told_until + timedelta(minutes=10), self.end - window))
+        assert self.from_work(begin) >= self.end - window  # nothing the customer is told later can prune these
+        room = self.days * WORK_SECONDS - begin
+        count = min(round(MISMATCH_SHARE * len(pool)), max(0, room // MISMATCH_SLOT), len(pool))
+        if count:
+            length = room // count
+            for k, customer in enumerate(sorted(rng.sample(pool, count))):
+                self.mismatch(customer, (begin + k * length, begin + (k + 1) * length))
+        for customer in pool:
+            for pattern, share in (("change", CHANGE_SHARE), ("agree", AGREE_SHARE), ("apart", APART_SHARE)):
+                if rng.random() < share:
+                    self.told_no_violation(customer, pattern)
 
     # --- stories ---------------------------------------------------------------------------------------------------
     def episodes(self, ideal: list[tuple[float, list[tuple[timedelta, Channel, ev.Payload, dict]]]]
@@ -446,27 +861,9 @@ class _Generator:
             (2 * h, Channel.TWITTER, ev.MessageSent(conversation_id=conv, agent="webcare-anna",
                                                     text="Sorry! Please DM us your new address."),
              {"answers": (f"twitter:{conv}",)})]))
-        j = self.journey(customer, "returned-mail")
-        events = self.commit_all(j, self.episodes(ideal))
-        # The flag, as the plan has it: each return counts; the threshold-th return within the window flags the
-        # address (no address change, so the flag stays open); a letter to the flagged address raises an alert.
-        returns, actions, version, flagged = [], [], 0, False
-        for e in events:
-            if isinstance(e.data, ev.MailReturned):
-                returns.append(e.time)
-                version += 1
-                window = [r for r in returns if r >= max(returns) - timedelta(days=self.rules.flag_window_days)]
-                if not flagged and len(window) >= self.rules.flag_threshold:
-                    flagged = True
-                    actions.append("flagged")
-            elif isinstance(e.data, ev.MailSent) and flagged:
-                version += 1
-                actions.append("mail_sent_alert")
-        assert flagged and len(returns) == 3 and actions == ["flagged", "mail_sent_alert"]
-        self.flags.setdefault(customer, []).append({
-            "customer_id": customer, "address": address.one_line(), "status": "flagged", "returns": len(returns),
-            "first_return": min(returns).isoformat(), "last_return": max(returns).isoformat(),
-            "actions": actions, "version": version})
+        self.commit_all(self.journey(customer, "returned-mail"), self.episodes(ideal))
+        # The flag follows from the rules (see ``address_flags``): flagged at the second return, the third letter
+        # raises an alert; ``run`` checks that the rules make of the plan what the story tells.
 
     def story_hotel_booking(self, customer: str) -> None:
         m = timedelta(minutes=1)
@@ -535,6 +932,7 @@ class _Generator:
         phone, web = [e for e in events if isinstance(e.data, ev.PriceQuoted)]
         # Phone told one value, the web (later, within the window) another: one violation, found at the web quote.
         assert web.time - phone.time <= timedelta(days=self.rules.consistency_window_days)
+        self.story_told_until = events[-1].time
         self.violations.append({
             "violation_id": f"violation-{web.id}", "customer_id": customer, "kind": "price",
             "subject": STORY_PRICE_SUBJECT, "channels": ["phone", "web"],
@@ -549,21 +947,90 @@ class _Generator:
         self.story_transferred_call(story_customers["transferred_call"])
         self.story_price_mismatch(story_customers["price_mismatch"])
         all_customers = [self.customer_id(i + 1) for i in range(self.customers)]
+        pool = [c for c in all_customers if c not in story_customers.values()]
+        bouncing = set()
+        for customer in pool:
+            if self.rng.random() < BOUNCE_SHARE:
+                bouncing.add(customer)
+                self.post(customer)
+            elif self.rng.random() < WEB_MOVE_SHARE:
+                self.web_move(customer)
+        self.told_values(pool)
         for customer in all_customers:
             story = customer in story_customers.values()
             n = self.rng.randint(0 if story else 1, max(1, min(4, 1 + self.days // 3)))
             for _ in range(n):
-                # The returned-mail customer gets no other letters: the story's flag stays exactly as told.
-                self.background_journey(customer, mail=customer != story_customers["returned_mail"])
+                # No other letters for the returned-mail story and the customers whose letters bounce: their flags
+                # stay exactly as planned. No other told values for the price-mismatch story: nothing prunes its
+                # first quote before the second arrives, whatever the arrival order.
+                self.background_journey(customer, mail=customer != story_customers["returned_mail"]
+                                        and customer not in bouncing,
+                                        tell=customer != story_customers["price_mismatch"])
         events = sorted(self.events, key=lambda e: (e.time, e.subject, int(e.id.rsplit("-", 1)[1])))
-        return Simulation(self.seed, self.customers, self.days, self.start, events,
-                          self.truth(events, all_customers, story_customers))
+        flags, flagged_before = self.flags(events)
+        [story_flag] = flags[story_customers["returned_mail"]]
+        assert (story_flag["status"], story_flag["returns"], story_flag["actions"]) == (
+            "flagged", 3, ["flagged", "mail_sent_alert"]), story_flag
+        published = self.publish(events, flagged_before, set(story_customers.values()))
+        return Simulation(self.seed, self.customers, self.days, self.start, published,
+                          self.truth(events, published, flags, all_customers, story_customers))
 
-    def truth(self, events: list[Event], customers: list[str], stories: dict[str, str]) -> dict:
+    def flags(self, events: list[Event]) -> tuple[dict[str, list[dict]], dict[str, bool]]:
+        """The flag rows per customer with any (see ``address_flags``), and per return whether its address was
+        flagged before it."""
+        relevant: dict[str, list[Event]] = {}
+        for e in events:
+            if isinstance(e.data, (ev.MailSent, ev.MailReturned, ev.AddressChanged)):
+                relevant.setdefault(e.subject, []).append(e)
+        flags, flagged_before = {}, {}
+        for customer, mail in relevant.items():
+            rows, before = address_flags(customer, mail, self.rules)
+            if rows:
+                # What keeps the truth order-independent and unambiguous (see the module docstring).
+                assert len(rows) == 1, f"{customer}: letters bounce from one address per customer"
+                assert all(e.channel == Channel.MAIL for e in mail), f"{customer}: flag events off the mail channel"
+                flags[customer] = rows
+                flagged_before.update(before)
+        return flags, flagged_before
+
+    def publish(self, events: list[Event], flagged_before: dict[str, bool], stories: set[str]) -> list[Event]:
+        """The publishing order: time order, except late arrivals (published later) and duplicates (published
+        again a few seconds after the first time). The stories' events are published in time order, once."""
+        rng = self.rng
+        mail: dict[str, list[Event]] = {}
+        for e in events:
+            if e.channel == Channel.MAIL:
+                mail.setdefault(e.subject, []).append(e)
+        published: list[tuple[datetime, str, int, int, Event]] = []
+        for i, e in enumerate(events):
+            at = e.time
+            if e.subject not in stories:
+                if isinstance(e.data, ev.FeedbackGiven) and rng.random() < LATE_SURVEY_SHARE:
+                    at = e.time + self.seconds(20 * 3600, 72 * 3600)  # the survey tool's export
+                elif e.channel == Channel.PARTNER:  # the travel agency's nightly feed
+                    day = e.time.date() + timedelta(days=1)
+                    at = datetime(day.year, day.month, day.day, 2, tzinfo=UTC)
+                elif e.id in self.late_returns:  # the post office's return scan
+                    late = e.time + self.late_returns[e.id]
+                    overtaken = [m for m in mail[e.subject] if e.time < m.time <= late]
+                    # Order-safe: it overtakes no address change, and either no mail event of the customer or
+                    # only ones that cannot change its effect (its address was flagged before it).
+                    if not any(isinstance(m.data, ev.AddressChanged) for m in overtaken) and (
+                            not overtaken or flagged_before[e.id]):
+                        at = late
+            published.append((at, e.subject, i, 0, e))
+            if e.subject not in stories and rng.random() < DUPLICATE_SHARE:  # a producer retry, seconds later
+                published.append((at + self.seconds(1, 90), e.subject, i, 1, e))
+        published.sort(key=lambda p: p[:4])
+        return [p[4] for p in published]
+
+    def truth(self, events: list[Event], published: list[Event], flags: dict[str, list[dict]],
+              customers: list[str], stories: dict[str, str]) -> dict:
         per_customer = Counter(e.subject for e in events)
         derived = Counter()
-        for customer, flags in self.flags.items():
-            derived[customer] += sum(a in ("flagged", "mail_sent_alert") for f in flags for a in f["actions"])
+        for customer, rows in flags.items():  # one derived event per flag, alert and clear
+            derived[customer] += sum(a in ("flagged", "mail_sent_alert") or a.startswith("cleared")
+                                     for f in rows for a in f["actions"])
         for v in self.violations:
             derived[v["customer_id"]] += 1
         journeys: dict[str, list[dict]] = {c: [] for c in customers}
@@ -571,26 +1038,55 @@ class _Generator:
             journeys[j.customer].append(j.truth())
         for rows in journeys.values():
             rows.sort(key=lambda r: (r["started_at"], r["journey_id"]))
+        violations = sorted(self.violations, key=lambda v: (v["detected_at"], v["customer_id"]))
+        # Mismatches are in disjoint slots in customer-id order: time order is customer order (one each).
+        assert violations == sorted(violations, key=lambda v: (v["customer_id"], v["subject"]))
+        all_journeys = [j for rows in journeys.values() for j in rows]
+        rows = [f for fs in flags.values() for f in fs]
+        late = Counter()
+        seen: set[str] = set()
+        latest: dict[str, datetime] = {}
+        for e in published:  # late: published after a later event of the same customer
+            if e.id in seen:
+                continue
+            seen.add(e.id)
+            if e.subject in latest and latest[e.subject] > e.time:
+                late[e.name] += 1
+            latest[e.subject] = max(latest.get(e.subject, e.time), e.time)
         return {
             "seed": self.seed, "customers": self.customers, "days": self.days, "start": self.start.isoformat(),
             "end": self.end.isoformat(), "rules": asdict(self.rules), "stories": stories,
-            "events": len(events),
+            "events": len(events),  # distinct events; ``published`` counts the duplicates too
+            "published": len(published),
             "per_channel": dict(sorted(Counter(e.channel.value for e in events).items())),
             "per_type": dict(sorted(Counter(e.name for e in events).items())),
             "per_customer": {c: per_customer.get(c, 0) for c in customers},
             # Timeline rows per customer once projected: its events plus the derived events the projections add.
             "timeline": {c: per_customer.get(c, 0) + derived.get(c, 0) for c in customers},
-            "flags": {c: self.flags.get(c, []) for c in customers if c in self.flags},
-            "violations": sorted(self.violations, key=lambda v: (v["detected_at"], v["customer_id"])),
+            "flags": {c: flags[c] for c in customers if c in flags},
+            "violations": violations,
             "journeys": journeys,
             "journey_metrics": {
                 "journeys": len(self.journeys),
-                "cross_channel": sum(len(j["channels"]) > 1 for rows in journeys.values() for j in rows),
-                "with_transfers": sum(j["transfers"] > 0 for rows in journeys.values() for j in rows),
-                "resolved": sum(j["resolved"] for rows in journeys.values() for j in rows),
-                "first_contact_resolution": sum(j["first_contact_resolution"] for rows in journeys.values()
-                                                for j in rows),
-                "repeat_contacts": sum(j["repeat_contacts"] for rows in journeys.values() for j in rows),
+                "cross_channel": sum(len(j["channels"]) > 1 for j in all_journeys),
+                "with_transfers": sum(j["transfers"] > 0 for j in all_journeys),
+                "resolved": sum(j["resolved"] for j in all_journeys),
+                "first_contact_resolution": sum(j["first_contact_resolution"] for j in all_journeys),
+                "repeat_contacts": sum(j["repeat_contacts"] for j in all_journeys),
+            },
+            "summary": {
+                "events": len(events), "published": len(published), "duplicates": len(published) - len(events),
+                "late_arrivals": sum(late.values()), "late_by_type": dict(sorted(late.items())),
+                "flagged_addresses": sum("flagged" in f["actions"] for f in rows),
+                "addresses_with_returns": len(rows),
+                "status": dict(sorted(Counter(f["status"] for f in rows).items())),
+                "cleared": dict(sorted(Counter(a for f in rows for a in f["actions"]
+                                               if a.startswith("cleared")).items())),
+                "reflagged": sum(f["actions"].count("flagged") > 1 for f in rows),
+                "mail_to_flagged_alerts": sum(f["actions"].count("mail_sent_alert") for f in rows),
+                "violations": len(violations),
+                "transfers": sum(j["transfers"] for j in all_journeys),
+                "journeys_with_transfers": sum(j["transfers"] > 0 for j in all_journeys),
             },
         }
 

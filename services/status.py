@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from services.settings import Settings
-from services.topics import all_topics
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,11 @@ def consumer_lag(settings: Settings, timeout: float = 10.0) -> list[PartitionLag
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.consumer_group,
                          "enable.auto.commit": False, "client.id": f"omnitrail-status-{uuid.uuid4().hex[:6]}"})
     try:
-        sources = [t for t in all_topics(settings) if t != settings.deadletter_topic]
+        sources = settings.topics.worker_sources
         metadata = consumer.list_topics(timeout=timeout).topics
         missing = [t for t in sources if t not in metadata]
         if missing:
-            raise ConnectionError(f"topics {', '.join(missing)} do not exist (run `omnitrail topics`)")
+            raise ConnectionError(f"topics {', '.join(missing)} do not exist (run `omnitrail topics` or start a worker)")
         partitions = [TopicPartition(t, p) for t in sources for p in sorted(metadata[t].partitions)]
         committed = consumer.committed(partitions, timeout=timeout)
         return [PartitionLag(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else None,

@@ -1,20 +1,28 @@
 """Pure stateful fold: detect a customer being told different values for one subject on different channels.
 
-State (per customer, JSON-serialisable)::
+State (per customer, JSON-serialisable; times are integer microseconds since the Unix epoch, UTC)::
 
-    {"told": {kind: {subject: [{"channel", "value", "event_id", "source", "time" (ISO 8601)}, ...]}}}
+    {"told": {kind: {subject: [[time, event_id, source, channel, value, correlationid], ...]}},  # by (time, id)
+     "oldest": time}  # the oldest time in "told" (absent while nothing is told): prune only when something expired
 
 Each told value is kept for ``rules.consistency_window_days``; when a new value is told, entries older than the
 window before its time are pruned (for every subject). The new value conflicts with another channel when that
 channel's latest value for the same (kind, subject) within the window differs from it. One or more conflicts give
-one violation: a ``ConsistencyViolated`` derived event and a row, both identified by ``violation-<event id>``.
+one violation: a ``ConsistencyViolated`` derived event and a row, both identified by ``violation-<id>`` where
+``<id>`` is the latest (by time, then id) of the values involved, and dated at that value's time on its channel.
+So the violation is the same whichever of its values was folded last: the values come from several channel
+topics, and a worker that re-folds them after a crash may read them in another order than the first time.
 A new value on the same channel is a change (e.g. a price change), not a violation; and a channel that changed its
 value to agree with this one does not conflict, even if it said something else before.
+
+The fold updates the state it is given in place and returns it (the runtime keeps only the returned state);
+redelivered events are deduplicated by the runtime, and a value already told is ignored here too.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from bisect import bisect_left, bisect_right
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
@@ -34,26 +42,48 @@ SCHEMA = pa.schema([
 ])
 
 
-def _time(entry: dict) -> datetime:
-    return datetime.fromisoformat(entry["time"])
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_DAY = 86_400_000_000  # microseconds
+TIME, EVENT_ID, SOURCE_, CHANNEL, VALUE, CORRELATION = range(6)  # the fields of a told entry
 
 
-def _pruned(told_state: dict, since: datetime) -> dict:
-    """The told values not older than ``since``; subjects (and kinds) left without values are dropped."""
-    kept: dict = {}
-    for kind, subjects in told_state.items():
-        for subject, entries in subjects.items():
-            fresh = [e for e in entries if _time(e) >= since]
-            if fresh:
-                kept.setdefault(kind, {})[subject] = fresh
-    return kept
+def micros(t: datetime) -> int:
+    """An aware datetime as integer microseconds since the Unix epoch (exact, unlike ``timestamp()``)."""
+    return (t - EPOCH) // _MICROSECOND
 
 
-def _latest_per_channel(entries: list[dict]) -> dict[str, dict]:
-    latest: dict[str, dict] = {}
-    for e in sorted(entries, key=lambda e: (_time(e), e["event_id"])):
-        latest[e["channel"]] = e
-    return latest
+def from_micros(us: int) -> datetime:
+    return EPOCH + timedelta(0, 0, us)
+
+
+def _time(entry: list) -> int:
+    return entry[TIME]
+
+
+def _order(entry: list) -> tuple[int, str]:
+    """The order of told entries: by time, then event id (arrival order among equals)."""
+    return entry[TIME], entry[EVENT_ID]
+
+
+def _prune(told_state: dict, since: int) -> int | None:
+    """Drop the told values older than ``since`` (in place), and subjects and kinds left without values; returns
+    the oldest time left."""
+    oldest = None
+    for kind in list(told_state):
+        subjects = told_state[kind]
+        for subject in list(subjects):
+            entries = subjects[subject]
+            if entries[0][TIME] < since:
+                del entries[:bisect_left(entries, since, key=_time)]
+                if not entries:
+                    del subjects[subject]
+                    continue
+            if oldest is None or entries[0][TIME] < oldest:
+                oldest = entries[0][TIME]
+        if not subjects:
+            del told_state[kind]
+    return oldest
 
 
 def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
@@ -61,37 +91,57 @@ def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
     if value is None:
         return Folded(state)
     kind, subject, text = value
-    window = timedelta(days=rules.consistency_window_days)
-    told_state = _pruned(state.get("told", {}), event.time - window)
-    entries = told_state.get(kind, {}).get(subject, [])
-    if any(e["event_id"] == event.id and e.get("source") == event.source for e in entries):
-        return Folded(state)  # already folded (a redelivery the caller did not deduplicate)
-    channel = event.channel.value
-    mine = {"channel": channel, "value": text, "event_id": event.id, "source": event.source,
-            "time": event.time.isoformat()}
-    # Entries after this event's time stay in state when events arrive late; only those within the window count.
-    near = [e for e in entries if abs(_time(e) - event.time) <= window]
-    conflicts = [e for ch, e in _latest_per_channel(near).items() if ch != channel and e["value"] != text]
-    told_state.setdefault(kind, {})[subject] = [*entries, mine]
-    new_state = {**state, "told": told_state}
-    if not conflicts:
-        return Folded(new_state)
+    t, window = micros(event.time), rules.consistency_window_days * _DAY
+    told_state = state.setdefault("told", {})
+    oldest = state.get("oldest")
+    if oldest is not None and oldest < t - window:
+        oldest = _prune(told_state, t - window)
+    subjects = told_state.get(kind)
+    entries = subjects.get(subject) if subjects else None
+    id_, source, channel = event.id, event.source, event.channel.value
+    conflicts = []
+    if entries:
+        for e in entries:
+            if e[EVENT_ID] == id_ and e[SOURCE_] == source:
+                _set_oldest(state, oldest)
+                return Folded(state)  # already folded (a redelivery the caller did not deduplicate)
+        # Entries after this event's time stay in state when events arrive late; only those within the window count
+        # (pruning left none older than the window before it).
+        latest: dict[str, list] = {}
+        for e in entries[:bisect_right(entries, t + window, key=_time)]:
+            latest[e[CHANNEL]] = e  # time order: the last one of a channel is its latest
+        conflicts = [e for ch, e in latest.items() if ch != channel and e[VALUE] != text]
+    mine = [t, id_, source, channel, text, event.correlationid]
+    rows, derived = [], []
+    if conflicts:
+        involved = sorted([*conflicts, mine], key=lambda e: (e[TIME], e[CHANNEL], e[EVENT_ID]))
+        last = max(involved, key=_order)  # names and dates the violation, whatever the arrival order
+        violation_id, detected = f"violation-{last[EVENT_ID]}", from_micros(last[TIME])
+        derived.append(Event.of(
+            ConsistencyViolated(kind=kind, subject=subject, told=[
+                ToldValue(channel=e[CHANNEL], value=e[VALUE], event_id=e[EVENT_ID], time=from_micros(e[TIME]))
+                for e in involved]),
+            customer=event.subject, channel=last[CHANNEL], source=SOURCE, id=violation_id, time=detected,
+            correlationid=last[CORRELATION], causationid=last[EVENT_ID]))
+        rows.append({
+            "violation_id": violation_id, "customer_id": event.subject, "kind": kind, "subject": subject,
+            "channels": [e[CHANNEL] for e in involved], "values": [e[VALUE] for e in involved],
+            "event_ids": [e[EVENT_ID] for e in involved], "detected_at": detected, "event_id": event.id,
+            "topic": origin.topic, "partition": origin.partition, "offset": origin.offset,
+        })
+    if entries is None:
+        told_state.setdefault(kind, {})[subject] = [mine]
+    else:
+        entries.insert(bisect_right(entries, (t, id_), key=_order), mine)
+    _set_oldest(state, t if oldest is None else min(oldest, t))
+    return Folded(state, rows, derived)
 
-    involved = sorted([*conflicts, mine], key=lambda e: (_time(e), e["channel"], e["event_id"]))
-    violation_id = f"violation-{event.id}"
-    derived = Event.of(
-        ConsistencyViolated(kind=kind, subject=subject, told=[
-            ToldValue(channel=e["channel"], value=e["value"], event_id=e["event_id"], time=_time(e))
-            for e in involved]),
-        customer=event.subject, channel=event.channel, source=SOURCE, id=violation_id, time=event.time,
-        correlationid=event.correlationid, causationid=event.id)
-    row = {
-        "violation_id": violation_id, "customer_id": event.subject, "kind": kind, "subject": subject,
-        "channels": [e["channel"] for e in involved], "values": [e["value"] for e in involved],
-        "event_ids": [e["event_id"] for e in involved], "detected_at": event.time, "event_id": event.id,
-        "topic": origin.topic, "partition": origin.partition, "offset": origin.offset,
-    }
-    return Folded(new_state, [row], [derived])
+
+def _set_oldest(state: dict, oldest: int | None) -> None:
+    if oldest is None:
+        state.pop("oldest", None)
+    else:
+        state["oldest"] = oldest
 
 
 PROJECTION = StatefulProjection("consistency", TABLE, SCHEMA, fold)

@@ -23,10 +23,13 @@ SCHEMA = pa.schema([
 ])
 
 
+_FEEDBACK = ev.FeedbackGiven.name
+
+
 def project(event: Event, origin: Origin) -> list[dict]:
-    d = event.data
-    if not isinstance(d, ev.FeedbackGiven):
+    if event.name != _FEEDBACK:  # by name, never the payload's class: pydantic and msgspec-decoded events alike
         return []
+    d = event.data
     return [{
         "customer_id": event.subject, "time": event.time, "day": event.time.astimezone(UTC).date(),
         "metric": d.metric.value, "score": d.score, "channel": d.about_channel or event.channel.value,

@@ -5,14 +5,20 @@ customer's most recently active journey (latest ``last_at``; ties: the one folde
 within ``rules.journey_gap_hours`` of that journey (``started_at - gap <= time <= last_at + gap``); otherwise it
 starts a new journey ``inferred-<event id>``.
 
-State (per customer, JSON-serialisable, times ISO 8601 UTC with microseconds, so text order is time order)::
+State (per customer, JSON-serialisable; times are integer microseconds since the Unix epoch, UTC)::
 
-    {"clock": n, "journeys": {journey_id: {
+    {"clock": n, "latest": journey_id, "journeys": {journey_id: {
         "journey_id", "customer_id", "started_at", "last_at", "touched" (clock at last fold), "version",
         "steps": [[time, channel], ...]   # contact steps in time order (arrival order for equal times)
+        "switches": n,                    # channel switches between consecutive steps
+        "first_steps": {channel: [time, version]},  # each channel's first step (version: when it was folded)
         "first_channel": str,             # channel of the first event folded, for a journey without steps
-        "contacts": [key, ...], "transfers": n, "resolved_at": time | None,
+        "contacts": {key: true, ...}, "transfers": n, "resolved_at": time | None,
         "first_response": {channel: seconds}, "awaiting": {key: [channel, time]}}}}
+
+``latest`` is the most recently active journey (the one an uncorrelated event may join), kept up to date so that
+no event has to look at every journey. The fold updates the state it is given in place and returns it (the
+runtime keeps only the returned state); redelivered events are deduplicated by the runtime.
 
 Derived events (``schemas.derived``, read from the derived topic) are not interactions: they are ignored.
 Every event of a journey is folded into it (``version`` counts them) and emits one row: the journey's snapshot.
@@ -34,14 +40,14 @@ At most ``JOURNEY_LIMIT`` journeys are kept per customer; the least recently act
 
 from __future__ import annotations
 
-import copy
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
 from projections.origin import Origin
-from projections.stateful import Folded, Rules, StatefulProjection, event_key
+from projections.stateful import Folded, Rules, StatefulProjection
+from schemas import derived as dv
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.envelope import Event
@@ -61,137 +67,200 @@ SCHEMA = pa.schema([
 ])
 
 
-def iso(t: datetime) -> str:
-    """Fixed-width UTC ISO 8601, so that comparing the strings compares the times."""
-    return t.astimezone(UTC).isoformat(timespec="microseconds")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_HOUR = 3_600_000_000  # microseconds
+
+# Dispatch on the event's name, never on the payload's class: the worker hands folds msgspec-decoded events.
+INTERACTIONS = frozenset(p.name for p in ev.PAYLOADS)
+assert INTERACTIONS.isdisjoint(p.name for p in dv.DERIVED)
+CALL_STARTED, CALL_TRANSFERRED, CALL_ENDED = ev.CallStarted.name, ev.CallTransferredV2.name, ev.CallEnded.name
+EMAIL_RECEIVED, EMAIL_SENT = ev.EmailReceived.name, ev.EmailSent.name
+MESSAGE_RECEIVED, MESSAGE_SENT = ev.MessageReceived.name, ev.MessageSent.name
+STORE_VISITED, FEEDBACK_GIVEN, CASE_RESOLVED = ev.StoreVisited.name, ev.FeedbackGiven.name, ev.CaseResolved.name
+SURVEY = Channel.SURVEY.value
+_CHANNEL_VALUE = {c: c.value for c in Channel}  # faster than ``.value`` (an enum property); a value maps to itself
+_RESPONSES = frozenset({EMAIL_RECEIVED, MESSAGE_RECEIVED, EMAIL_SENT, MESSAGE_SENT})
 
 
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def micros(t: datetime) -> int:
+    """An aware datetime as integer microseconds since the Unix epoch (exact, unlike ``timestamp()``)."""
+    return (t - EPOCH) // _MICROSECOND
+
+
+def from_micros(us: int) -> datetime:
+    return EPOCH + timedelta(0, 0, us)
+
+
+def _seconds(us: int) -> float:
+    return us / 1_000_000  # exactly timedelta.total_seconds()
+
+
+_CONTACTS = {  # event name -> (event, channel value) -> contact key or None
+    CALL_STARTED: lambda e, channel: f"call:{e.data.call_id}" if e.data.direction == "inbound" else None,
+    EMAIL_RECEIVED: lambda e, channel: f"email:{e.data.message_id}",
+    MESSAGE_RECEIVED: lambda e, channel: f"conversation:{channel}\x1f{e.data.conversation_id}",
+    STORE_VISITED: lambda e, channel: f"store:{e.source}\x1f{e.id}",
+}
 
 
 def contact_key(event: Event) -> str | None:
     """The identity of the customer-initiated contact this event starts or continues, if any."""
-    d = event.data
-    if isinstance(d, ev.CallStarted):
-        return f"call:{d.call_id}" if d.direction == "inbound" else None
-    if isinstance(d, ev.EmailReceived):
-        return f"email:{d.message_id}"
-    if isinstance(d, ev.MessageReceived):
-        return f"conversation:{event.channel.value}\x1f{d.conversation_id}"
-    if isinstance(d, ev.StoreVisited):
-        return f"store:{event_key(event)}"
-    return None
+    key = _CONTACTS.get(event.name)
+    return None if key is None else key(event, _CHANNEL_VALUE[event.channel])
 
 
 def is_feedback(event: Event) -> bool:
-    return isinstance(event.data, ev.FeedbackGiven) or event.channel == Channel.SURVEY
+    return _is_feedback(event.name, _CHANNEL_VALUE[event.channel])
+
+
+def _is_feedback(name: str, channel: str) -> bool:
+    return name == FEEDBACK_GIVEN or channel == SURVEY
 
 
 def resolves(event: Event) -> bool:
-    d = event.data
-    return isinstance(d, ev.CaseResolved) or (isinstance(d, ev.CallEnded) and d.resolved)
+    return _resolves(event.name, event)
 
 
-def assign(journeys: dict[str, dict], event: Event, rules: Rules) -> str:
+def _resolves(name: str, event: Event) -> bool:
+    return name == CASE_RESOLVED or (name == CALL_ENDED and event.data.resolved)
+
+
+def _assign(state: dict, event: Event, t: int, rules: Rules) -> str:
     """The id of the journey the event belongs to (existing or new)."""
     if event.correlationid:
         return event.correlationid
-    if journeys:
-        latest = max(journeys.values(), key=lambda j: (j["last_at"], j["touched"]))
-        gap = timedelta(hours=rules.journey_gap_hours)
-        if _dt(latest["started_at"]) - gap <= event.time <= _dt(latest["last_at"]) + gap:
+    latest = state["journeys"].get(state.get("latest"))
+    if latest is not None:
+        gap = rules.journey_gap_hours * _HOUR
+        if latest["started_at"] - gap <= t <= latest["last_at"] + gap:
             return latest["journey_id"]
     return f"inferred-{event.id}"
 
 
-def _new_journey(journey_id: str, event: Event) -> dict:
-    t = iso(event.time)
+def _activity(j: dict) -> tuple[int, int]:
+    """How recently a journey was active: latest ``last_at``, ties broken by the one folded into last."""
+    return j["last_at"], j["touched"]
+
+
+def _new_journey(journey_id: str, event: Event, t: int, channel: str) -> dict:
     return {"journey_id": journey_id, "customer_id": event.subject, "started_at": t, "last_at": t, "touched": 0,
-            "version": 0, "steps": [], "first_channel": event.channel.value, "contacts": [], "transfers": 0,
-            "resolved_at": None, "first_response": {}, "awaiting": {}}
+            "version": 0, "steps": [], "switches": 0, "first_steps": {}, "first_channel": channel,
+            "contacts": {}, "transfers": 0, "resolved_at": None, "first_response": {}, "awaiting": {}}
 
 
-def _respond(j: dict, event: Event) -> None:
-    """Track the first response per channel (mutates the journey copy)."""
-    d, t, channel = event.data, iso(event.time), event.channel.value
-    waiting_key = None
-    if isinstance(d, ev.EmailReceived):
-        waiting_key = f"email:{channel}"
-    elif isinstance(d, ev.MessageReceived):
-        waiting_key = f"conversation:{channel}\x1f{d.conversation_id}"
-    if waiting_key is not None:
-        if channel not in j["first_response"]:
-            known = j["awaiting"].get(waiting_key)
+def _step_time(step: list) -> int:
+    return step[0]
+
+
+def _step(j: dict, t: int, channel: str) -> None:
+    """Insert a contact step in time order, keeping the switch count and each channel's first step."""
+    steps = j["steps"]
+    i = bisect_right(steps, t, key=_step_time)
+    before = steps[i - 1][1] if i else None
+    after = steps[i][1] if i < len(steps) else None
+    if before is not None and after is not None and before != after:
+        j["switches"] -= 1
+    j["switches"] += (before is not None and before != channel) + (after is not None and after != channel)
+    steps.insert(i, [t, channel])
+    first = j["first_steps"].get(channel)
+    if first is None or t < first[0]:  # equal times keep arrival order: a later arrival is not first
+        j["first_steps"][channel] = [t, j["version"]]
+
+
+def _respond(j: dict, event: Event, name: str, channel: str, t: int) -> None:
+    """Track the first response per channel."""
+    awaiting, first_response = j["awaiting"], j["first_response"]
+    if name == EMAIL_RECEIVED or name == MESSAGE_RECEIVED:
+        if channel not in first_response:
+            waiting_key = (f"email:{channel}" if name == EMAIL_RECEIVED
+                           else f"conversation:{channel}\x1f{event.data.conversation_id}")
+            known = awaiting.get(waiting_key)
             if known is None or t < known[1]:
-                j["awaiting"][waiting_key] = [channel, t]
+                awaiting[waiting_key] = [channel, t]
         return
-    if isinstance(d, ev.EmailSent):
-        keys = [k for k in j["awaiting"] if k.startswith("email:")]
-    elif isinstance(d, ev.MessageSent):
-        keys = [k for k in [f"conversation:{channel}\x1f{d.conversation_id}"] if k in j["awaiting"]]
+    if name == EMAIL_SENT:
+        keys = sorted(k for k in awaiting if k.startswith("email:"))
+    elif name == MESSAGE_SENT:
+        key = f"conversation:{channel}\x1f{event.data.conversation_id}"
+        keys = [key] if key in awaiting else []
     else:
         return
-    for key in sorted(keys):
-        asked_channel, asked = j["awaiting"][key]
-        if asked <= t and asked_channel not in j["first_response"]:
-            j["first_response"][asked_channel] = (event.time - _dt(asked)).total_seconds()
-    answered = set(j["first_response"])
-    j["awaiting"] = {k: v for k, v in j["awaiting"].items() if v[0] not in answered}
+    answered = False
+    for key in keys:
+        asked_channel, asked = awaiting[key]
+        if asked <= t and asked_channel not in first_response:
+            first_response[asked_channel] = _seconds(t - asked)
+            answered = True
+    if answered:  # an answered channel waits no more
+        for key in [k for k, (c, _) in awaiting.items() if c in first_response]:
+            del awaiting[key]
 
 
-def snapshot(j: dict, event: Event, origin: Origin) -> dict:
-    """The journey's row after folding ``event``."""
-    steps = j["steps"]
-    channels: list[str] = []
-    for _, channel in steps:
-        if channel not in channels:
-            channels.append(channel)
-    switches = sum(1 for a, b in zip(steps, steps[1:]) if a[1] != b[1])
+def snapshot(j: dict, event: Event, origin: Origin, t: int | None = None) -> dict:
+    """The journey's row after folding ``event`` (at ``t``, its time in microseconds, if the caller has it)."""
+    first_steps = j["first_steps"]
+    channels = sorted(first_steps, key=first_steps.__getitem__)  # in the order of their first steps
     contacts = len(j["contacts"])
-    started = _dt(j["started_at"])
-    resolved_at = _dt(j["resolved_at"]) if j["resolved_at"] else None
+    started, last, resolved_at = j["started_at"], j["last_at"], j["resolved_at"]
     responses = sorted(j["first_response"].items())
+    if t is None:
+        t = micros(event.time)
+    # The event's own time is usually one of them: no need to build that datetime again.
     return {
-        "journey_id": j["journey_id"], "customer_id": j["customer_id"], "started_at": started,
-        "last_at": _dt(j["last_at"]), "channels": channels, "channel_switches": switches, "contacts": contacts,
-        "transfers": j["transfers"], "repeat_contacts": max(0, contacts - 1),
+        "journey_id": j["journey_id"], "customer_id": j["customer_id"],
+        "started_at": event.time if started == t else from_micros(started),
+        "last_at": event.time if last == t else from_micros(last), "channels": channels,
+        "channel_switches": j["switches"],
+        "contacts": contacts, "transfers": j["transfers"], "repeat_contacts": max(0, contacts - 1),
         "first_response_channels": [c for c, _ in responses], "first_response_seconds": [s for _, s in responses],
-        "resolved": resolved_at is not None, "resolved_at": resolved_at,
-        "resolution_seconds": (resolved_at - started).total_seconds() if resolved_at else None,
+        "resolved": resolved_at is not None,
+        "resolved_at": None if resolved_at is None else from_micros(resolved_at),
+        "resolution_seconds": None if resolved_at is None else _seconds(resolved_at - started),
         "first_contact_resolution": resolved_at is not None and contacts <= 1 and j["transfers"] == 0,
-        "first_channel": steps[0][1] if steps else j["first_channel"],
+        "first_channel": channels[0] if channels else j["first_channel"],
         "event_id": event.id, "source": event.source, "topic": origin.topic, "partition": origin.partition,
         "offset": origin.offset, "version": j["version"],
     }
 
 
 def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
-    if not isinstance(event.data, ev.PAYLOADS):
+    name = event.name
+    if name not in INTERACTIONS:
         return Folded(state)  # a derived event (from the derived topic) is a conclusion, not an interaction
-    journeys = dict(state.get("journeys", {}))
-    clock = state.get("clock", 0) + 1
-    journey_id = assign(journeys, event, rules)
-    j = copy.deepcopy(journeys[journey_id]) if journey_id in journeys else _new_journey(journey_id, event)
-    t = iso(event.time)
-    j["started_at"], j["last_at"] = min(j["started_at"], t), max(j["last_at"], t)
+    journeys = state.setdefault("journeys", {})
+    clock = state["clock"] = state.get("clock", 0) + 1
+    t, channel = micros(event.time), _CHANNEL_VALUE[event.channel]
+    journey_id = _assign(state, event, t, rules)
+    j = journeys.get(journey_id)
+    if j is None:
+        j = journeys[journey_id] = _new_journey(journey_id, event, t, channel)
+    if t < j["started_at"]:
+        j["started_at"] = t
+    if t > j["last_at"]:
+        j["last_at"] = t
     j["touched"], j["version"] = clock, j["version"] + 1
-    if not is_feedback(event):
-        j["steps"].insert(bisect_right(j["steps"], t, key=lambda s: s[0]), [t, event.channel.value])
-    key = contact_key(event)
-    if key is not None and key not in j["contacts"]:
-        j["contacts"].append(key)
-    if isinstance(event.data, ev.CallTransferredV2):
+    if not _is_feedback(name, channel):
+        _step(j, t, channel)
+    contact = _CONTACTS.get(name)
+    if contact is not None and (key := contact(event, channel)) is not None:
+        j["contacts"][key] = True
+    if name == CALL_TRANSFERRED:
         j["transfers"] += 1
-    if resolves(event) and (j["resolved_at"] is None or t < j["resolved_at"]):
+    if _resolves(name, event) and (j["resolved_at"] is None or t < j["resolved_at"]):
         j["resolved_at"] = t
-    _respond(j, event)
-    journeys[journey_id] = j
+    if name in _RESPONSES:
+        _respond(j, event, name, channel, t)
+    # Only this journey's activity grew, so the most recently active one is it or the one before.
+    latest = journeys.get(state.get("latest"))
+    if latest is None or _activity(j) >= _activity(latest):
+        state["latest"] = journey_id
     if len(journeys) > JOURNEY_LIMIT:
-        oldest = min((x for x in journeys.values() if x["journey_id"] != journey_id),
-                     key=lambda x: (x["last_at"], x["touched"]))
+        oldest = min((x for x in journeys.values() if x is not j), key=_activity)
         del journeys[oldest["journey_id"]]
-    return Folded({**state, "clock": clock, "journeys": journeys}, [snapshot(j, event, origin)])
+        if state["latest"] == oldest["journey_id"]:
+            state["latest"] = max(journeys.values(), key=_activity)["journey_id"]
+    return Folded(state, [snapshot(j, event, origin, t)])
 
 
 PROJECTION = StatefulProjection("journeys", TABLE, SCHEMA, fold)

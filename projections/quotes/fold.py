@@ -21,16 +21,17 @@ SCHEMA = pa.schema([
 ])
 
 
+_TOLD = {  # by event name (never the payload's class): pydantic and msgspec-decoded events alike
+    ev.PriceQuoted.name: lambda d: ("price", d.subject, f"{d.amount:.2f} {d.currency.upper()}"),
+    ev.OfferMade.name: lambda d: ("offer", d.subject, d.terms.strip()),
+    ev.AnswerGiven.name: lambda d: ("answer", d.subject, " ".join(d.answer.split()).casefold()),
+}
+
+
 def told(event: Event) -> tuple[str, str, str] | None:
     """``(kind, subject, normalised value)`` when the event tells the customer a price, offer or answer; else None."""
-    d = event.data
-    if isinstance(d, ev.PriceQuoted):
-        return "price", d.subject, f"{d.amount:.2f} {d.currency.upper()}"
-    if isinstance(d, ev.OfferMade):
-        return "offer", d.subject, d.terms.strip()
-    if isinstance(d, ev.AnswerGiven):
-        return "answer", d.subject, " ".join(d.answer.split()).casefold()
-    return None
+    normalise = _TOLD.get(event.name)
+    return None if normalise is None else normalise(event.data)
 
 
 def project(event: Event, origin: Origin) -> list[dict]:

@@ -1,16 +1,20 @@
-"""Pure projection: an event (and where it was read) -> its timeline row. No I/O, no clock."""
+"""Pure projection: an event (and where it was read) -> its timeline row. No I/O, no clock.
+
+The summary is chosen by the event's ``name`` (never by the payload's class), so the projection reads pydantic and
+msgspec-decoded events alike; ``CallTransferred`` arrives upcast to v2.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import orjson
 import pyarrow as pa
 
 from projections.origin import Origin
 from schemas import derived as dv
 from schemas import events as ev
 from schemas.envelope import Event
+from schemas.wire import data_json
 
 TABLE = "timeline"
 SCHEMA = pa.schema([
@@ -20,7 +24,7 @@ SCHEMA = pa.schema([
     ("partition", pa.uint32()), ("offset", pa.uint64()),
 ])
 
-_SUMMARIES: dict[type[ev.Payload], Callable] = {
+_SUMMARIES: dict[str, Callable] = {p.name: summarise for p, summarise in {
     ev.MailSent: lambda d: f"letter {d.letter_id} sent to {d.address.one_line()}"
                            + (f": {d.subject}" if d.subject else ""),
     ev.MailReturned: lambda d: f"letter {d.letter_id} returned ({d.reason.value.replace('_', ' ')}) "
@@ -57,12 +61,12 @@ _SUMMARIES: dict[type[ev.Payload], Callable] = {
     dv.MailToFlaggedAddress: lambda d: f"ALERT letter {d.letter_id} sent to an address flagged undeliverable",
     dv.ConsistencyViolated: lambda d: f"INCONSISTENT {d.kind} for {d.subject}: "
                                       + ", ".join(f"{t.channel} said {t.value}" for t in d.told),
-}
+}.items()}
 
 
 def summary(event: Event) -> str:
     """One human line about the event, for the timeline."""
-    return _SUMMARIES[type(event.data)](event.data)
+    return _SUMMARIES[event.name](event.data)
 
 
 def project(event: Event, origin: Origin) -> list[dict]:
@@ -71,6 +75,6 @@ def project(event: Event, origin: Origin) -> list[dict]:
         "customer_id": event.subject, "time": event.time, "source": event.source, "event_id": event.id,
         "type": event.type, "kind": event.name, "channel": event.channel.value,
         "correlation_id": event.correlationid or "", "summary": summary(event),
-        "data": orjson.dumps(event.data.model_dump(mode="json")).decode(),
+        "data": data_json(event),
         "topic": origin.topic, "partition": origin.partition, "offset": origin.offset,
     }]

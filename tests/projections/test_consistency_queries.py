@@ -12,7 +12,7 @@ from projections.consistency import fold as consistency
 from projections.consistency.queries import channel_summary, violations
 from projections.origin import Origin
 from projections.quotes import fold as quotes
-from projections.stateful import fold_all
+from tests.support.folds import fold_all
 from schemas import events as ev
 from schemas.envelope import Event
 

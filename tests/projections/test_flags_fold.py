@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.arrow import to_arrow
-from projections.flags.fold import PROJECTION, SCHEMA, SOURCE, TABLE, address_hash, fold
+from projections.flags.fold import PROJECTION, SCHEMA, SOURCE, TABLE, address_hash, fold, from_micros, micros
 from projections.origin import Origin
-from projections.stateful import Folded, Rules, fold_all
+from projections.stateful import Folded, Rules
+from tests.support.folds import fold_all
 from schemas import events as ev
 from schemas.derived import AddressFlagCleared, AddressFlagged, MailToFlaggedAddress
 from schemas.envelope import Event
@@ -282,15 +285,38 @@ def test_other_events_leave_the_state_as_it_is():
     assert fold(state, event, Origin("t", 0, 0), Rules()) == Folded(state)
 
 
-def test_fold_does_not_mutate_its_input_state():
+def test_fold_result_depends_only_on_the_state_value_and_the_event():
+    # The runtime keeps only the returned state, so the fold may update the one it is given in place (cheaply);
+    # what it returns must not depend on anything but the state's value and the event.
     s = Stream()
     s.returned(T0)
     s.returned(days(1))
     states, _, _ = s.fold()
-    before = json.loads(json.dumps(states[CUSTOMER]))
+    state = states[CUSTOMER]
     for event in (s.returned(days(2)), s.sent(days(3)), s.changed(days(4), NEW)):
-        fold(states[CUSTOMER], event, Origin("t", 0, 9), Rules())
-        assert states[CUSTOMER] == before
+        twin = copy.deepcopy(state)
+        result = fold(state, event, Origin("t", 0, 9), Rules())
+        assert fold(twin, event, Origin("t", 0, 9), Rules()) == result
+        state = result.state
+    assert state == s.fold()[0][CUSTOMER]
+
+
+def test_state_holds_times_as_integer_microseconds_sorted():
+    s = Stream()
+    late = s.returned(days(1))
+    early = s.returned(T0)  # arrives late: sorted into its place
+    change = s.changed(days(2), NEW)
+    states, _, _ = s.fold()
+    state = {k: v for k, v in states[CUSTOMER].items() if k != "_seen"}
+    assert state == {
+        "addresses": {address_hash(HOME): {
+            "address": HOME.one_line(), "flagged": False, "actions": ["flagged", "cleared: address changed"],
+            "version": 3, "returns": [[micros(T0), early.id, "/test/mail"], [micros(days(1)), late.id, "/test/mail"]]}},
+        "changed_at": micros(change.time)}
+    assert micros(T0) == 1_767_603_600_000_000 and from_micros(micros(T0)) == T0
+    odd = datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    assert micros(odd) == -1 and from_micros(-1) == odd  # exact, also before the epoch
+    assert orjson.loads(orjson.dumps(states)) == states
 
 
 def test_rows_fit_the_schema_and_state_is_json():

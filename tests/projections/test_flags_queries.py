@@ -10,7 +10,7 @@ from projections.arrow import to_arrow
 from projections.flags.fold import PROJECTION, SCHEMA, TABLE, address_hash
 from projections.flags.queries import customer_flags, open_flags, suppression_list
 from projections.origin import Origin
-from projections.stateful import fold_all
+from tests.support.folds import fold_all
 from schemas import events as ev
 from schemas.envelope import Event
 

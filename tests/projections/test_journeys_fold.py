@@ -3,6 +3,7 @@ idempotent under redelivery and independent of how different customers' events i
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -10,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.arrow import to_arrow
-from projections.journeys.fold import PROJECTION, SCHEMA, TABLE, fold
+from projections.journeys.fold import PROJECTION, SCHEMA, TABLE, fold, micros
 from projections.origin import Origin
-from projections.stateful import Rules, fold_all
+from projections.stateful import Rules
+from tests.support.folds import fold_all
 from schemas import derived as dv
 from schemas import events as ev
 from schemas.envelope import Event
@@ -180,16 +182,41 @@ def test_late_event_takes_its_place_in_time_order():
     assert j["first_channel"] == "mail" and j["started_at"] == T0 - H and j["last_at"] == T0 + 2 * H
 
 
-def test_fold_is_pure_and_redelivery_is_ignored():
+def test_fold_result_depends_only_on_the_state_value_and_redelivery_is_ignored():
+    # The runtime keeps only the returned state, so the fold may update the one it is given in place (cheaply);
+    # what it returns must not depend on anything but the state's value and the event.
     e1 = event(ev.CallStarted(call_id="C1"), 0 * M, "phone", id="e1")
     state = run([e1])[0]["c-1"]
-    snapshot = orjson.dumps(state)
-    result = fold(state, event(ev.CallEnded(call_id="C1", duration_seconds=1), M, "phone", id="e2"),
-                  Origin("t", 0, 1), Rules())
-    assert orjson.dumps(state) == snapshot
+    twin = copy.deepcopy(state)
+    e2 = event(ev.CallEnded(call_id="C1", duration_seconds=1), M, "phone", id="e2")
+    result = fold(state, e2, Origin("t", 0, 1), Rules())
+    assert result == fold(twin, e2, Origin("t", 0, 1), Rules())
     assert result.rows[0]["version"] == 2
+    assert result.state == run([e1, e2])[0]["c-1"]
     states, rows = run([e1, e1, e1])
     assert len(rows) == 1
+
+
+def test_state_holds_integer_microseconds_and_running_totals():
+    c = "case-s"
+    events = [event(ev.EmailReceived(message_id="E1"), 2 * H, "email", id="e1", correlationid=c),
+              event(ev.CallStarted(call_id="C1"), 0 * H, "phone", id="e2", correlationid=c),  # late
+              event(ev.EmailSent(message_id="E2"), 3 * H, "email", id="e3", correlationid=c),
+              event(ev.FeedbackGiven(survey_id="f", metric="csat", score=4), 4 * H, "survey", id="e4",
+                    correlationid=c),
+              event(ev.WebPageViewed(session_id="s", url="https://x"), 5 * H, "web", id="e5")]  # joins it
+    states, rows = run(events)
+    t = micros(T0)
+    assert t == 1_772_442_000_000_000
+    hour = 3_600_000_000
+    assert states["c-1"] == {"clock": 5, "latest": c, "journeys": {c: {
+        "journey_id": c, "customer_id": "c-1", "started_at": t, "last_at": t + 5 * hour, "touched": 5, "version": 5,
+        "steps": [[t, "phone"], [t + 2 * hour, "email"], [t + 3 * hour, "email"], [t + 5 * hour, "web"]],
+        "switches": 2, "first_steps": {"email": [t + 2 * hour, 1], "phone": [t, 2], "web": [t + 5 * hour, 5]},
+        "first_channel": "email", "contacts": {"email:E1": True, "call:C1": True}, "transfers": 0,
+        "resolved_at": None, "first_response": {"email": 3600.0}, "awaiting": {}}}}
+    assert rows[-1]["channels"] == ["phone", "email", "web"] and rows[-1]["first_channel"] == "phone"
+    assert orjson.loads(orjson.dumps(states)) == states
 
 
 def test_derived_events_are_not_part_of_journeys():
@@ -217,7 +244,7 @@ def payloads(draw, n: int):
     ref = draw(st.sampled_from("ABC"))
     return [
         (ev.CallStarted(call_id=ref, direction=draw(st.sampled_from(["inbound", "outbound"]))), "phone"),
-        (ev.CallTransferred(call_id=ref, to_queue="q"), "phone"),
+        (ev.CallTransferredV2(call_id=ref, to_target="q", target_kind="queue"), "phone"),  # arrives upcast
         (ev.CallEnded(call_id=ref, duration_seconds=5, resolved=draw(st.booleans())), "phone"),
         (ev.EmailReceived(message_id=f"m{n}"), "email"),
         (ev.EmailSent(message_id=f"s{n}"), "email"),

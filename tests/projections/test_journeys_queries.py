@@ -13,7 +13,7 @@ from projections.feedback import fold as feedback
 from projections.journeys.fold import PROJECTION, SCHEMA
 from projections.journeys.queries import channel_metrics, customer_journeys
 from projections.origin import Origin
-from projections.stateful import fold_all
+from tests.support.folds import fold_all
 from projections.timeline import fold as timeline
 from schemas import derived as dv
 from schemas import events as ev

@@ -115,7 +115,7 @@ def test_a_log_with_v1_and_v2_events_rebuilds_into_the_v2_projection(settings, w
 def test_an_interrupted_stateful_rebuild_resumes_with_its_fold_states(settings):
     from projections.journeys.fold import PROJECTION as JOURNEYS
     from projections.origin import Origin
-    from projections.stateful import fold_all
+    from tests.support.folds import fold_all
     from schemas.upcasters import upcast
 
     events = published(settings, [f"rs-{i}" for i in range(6)])

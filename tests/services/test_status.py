@@ -25,8 +25,8 @@ def test_lag_shows_what_the_worker_has_not_read_and_drops_to_zero(settings, tmp_
     events = journey("st-1")
     with Publisher(settings) as publisher:
         publisher.publish_many(events)
-    waiting = status(settings)  # no worker yet: everything is lag
-    assert waiting["total_lag"] == len(events)
+    waiting = status(settings)  # no worker yet: everything is lag, and nothing was ever projected
+    assert waiting["total_lag"] == len(events) and waiting["stalled"]
     assert {p["topic"] for p in waiting["partitions"] if p["lag"]} == {
         settings.channel_topic(c) for c in ("mail", "phone", "web", "email", "whatsapp", "survey")}
 
@@ -39,5 +39,5 @@ def test_lag_shows_what_the_worker_has_not_read_and_drops_to_zero(settings, tmp_
     finally:
         worker.stop()
     assert caught_up["projections"]["newest_event"].startswith(events[-1].time.isoformat()[:19])
-    assert 0 <= caught_up["projections"]["age_seconds"] < 60
+    assert 0 <= caught_up["projections"]["age_seconds"] < 60 and not caught_up["stalled"]
     assert "total lag: 0 record(s)" in table.stdout and "timeline: 11 rows" in table.stdout

@@ -14,7 +14,7 @@ def wait_until(check: Callable[[], object], timeout: float = 20.0, interval: flo
     while True:
         try:
             value = check()
-        except ReaderError:  # a supervised worker is restarting: its store is not readable for a moment
+        except ReaderError:  # a worker or broker restarting: the store is not readable for a moment
             value = None
         if value or time.monotonic() > deadline:
             assert value, f"condition not met within {timeout}s (last value {value!r})"

@@ -1,0 +1,31 @@
+"""What the worker needs to run, built by the entry point (``omnitrail worker``) and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from projections.stateful import Rules
+from schemas.topics import Topics
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    bootstrap: str
+    topics: Topics
+    partitions: int                  # of every topic the worker reads (they must all have this many)
+    state_dir: Path
+    store_url: str
+    instance_id: str                 # static group membership: a restart takes the same partitions back at once
+    rules: Rules = Rules()
+    event_mode: str = "binary"       # CloudEvents mode of the derived events the worker publishes
+    batch_size: int = 20_000         # records per batch at most ...
+    batch_seconds: float = 0.1       # ... or whatever arrived within this long
+    checkpoint_seconds: float = 2.0  # states to the changelog and offsets committed this often ...
+    checkpoint_records: int = 100_000  # ... or after this many records, and whenever partitions are revoked
+    session_timeout_ms: int = 10_000
+    stall_seconds: float = 60.0      # lag with no progress for this long is logged as an alarm
+
+    @property
+    def group(self) -> str:
+        return self.topics.group

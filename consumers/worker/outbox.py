@@ -1,0 +1,86 @@
+"""Everything the worker writes to Kafka goes through here: send a batch of records, return once the broker
+acknowledged all of them, or raise.
+
+The producer is idempotent. When the broker loses an idempotent producer's sequence state (noida-db forgets it on
+restart; Apache Kafka can after a producer was idle for longer than ``transactional.id.expiration.ms``),
+librdkafka declares that producer fatally failed, and the documented remedy is a new producer. Nothing of the
+batch has been acknowledged to the consumer group yet, and every record the worker writes is idempotent for its
+readers (derived events keep their ids, states and forwarded records are re-read the same), so the batch is sent
+again once with a new producer. A second failure stops the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+log = logging.getLogger(__name__)
+DELIVERY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: list | None = None
+    partition: int | None = None  # None: placed by the key (murmur2)
+
+
+class DeliveryFailed(RuntimeError):
+    def __init__(self, message: str, fatal: bool):
+        super().__init__(message)
+        self.fatal = fatal
+
+
+class Outbox:
+    def __init__(self, make_producer: Callable[[], Producer]):
+        self._make = make_producer
+        self.producer = make_producer()
+
+    def send(self, records: list[Out]) -> dict[tuple[str, int], int]:
+        """Send ``records``; return the end offset written per (topic, partition)."""
+        if not records:
+            return {}
+        try:
+            return self._send(records)
+        except (DeliveryFailed, KafkaException) as exc:
+            error = None if isinstance(exc, DeliveryFailed) else exc.args[0]
+            fatal = exc.fatal if error is None else error.fatal() or error.code() == KafkaError._FATAL
+            if not fatal:
+                raise
+            log.warning("the producer failed fatally (%s); sending the batch again with a new producer", exc)
+            self.producer.purge()  # the failed one can deliver nothing more: drop what it holds
+            self.producer = self._make()
+            return self._send(records)
+
+    def _send(self, records: list[Out]) -> dict[tuple[str, int], int]:
+        ends: dict[tuple[str, int], int] = {}
+        errors: list[KafkaError] = []
+
+        def delivered(err, msg) -> None:
+            if err is not None:
+                errors.append(err)
+            else:
+                tp = (msg.topic(), msg.partition())
+                ends[tp] = max(ends.get(tp, 0), msg.offset() + 1)
+
+        for r in records:
+            extra = {} if r.partition is None else {"partition": r.partition}
+            while True:
+                try:
+                    self.producer.produce(r.topic, r.value, r.key, headers=r.headers, on_delivery=delivered, **extra)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    self.producer.poll(0.1)
+        left = self.producer.flush(DELIVERY_TIMEOUT)
+        if left or errors:
+            raise DeliveryFailed(f"the broker did not acknowledge {left or len(errors)} record(s): "
+                                 f"{[e.str() for e in errors[:3]] or 'timeout'}", any(e.fatal() for e in errors))
+        return ends
+
+    def close(self) -> None:
+        self.producer.flush(DELIVERY_TIMEOUT)
