@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     * ``batch_size`` / ``batch_seconds``: the worker writes projected rows in batches of up to this many events or
       after this many seconds, whichever comes first.
     * ``checkpoint_seconds``: how often the worker writes changed customer states to its changelog and commits
-      its offsets (also after 100,000 records, and whenever partitions move to another worker). A crash redoes
-      at most this much work; nothing is lost or counted twice either way.
+      its offsets (also after 200,000 records, and whenever partitions move to another worker). A crash redoes
+      at most this much work; nothing is lost or counted twice either way. Longer means fewer state writes.
     * ``api_host`` / ``api_port``: the worker's loopback read API.
     * ``session_timeout_ms``: Kafka consumer session timeout (>= 6000 for the local brokers).
     * ``stall_seconds``: a worker with lag that has processed nothing for this long logs an alarm.
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     consumer_group: str = "omnitrail-projections"
     batch_size: int = Field(default=20_000, ge=1)
     batch_seconds: float = Field(default=0.1, gt=0)
-    checkpoint_seconds: float = Field(default=2.0, gt=0)
+    checkpoint_seconds: float = Field(default=5.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8765, ge=0, le=65535)
     session_timeout_ms: int = Field(default=10_000, ge=6000)

@@ -21,8 +21,8 @@ class WorkerConfig:
     event_mode: str = "binary"       # CloudEvents mode of the derived events the worker publishes
     batch_size: int = 20_000         # records per batch at most ...
     batch_seconds: float = 0.1       # ... or whatever arrived within this long
-    checkpoint_seconds: float = 2.0  # states to the changelog and offsets committed this often ...
-    checkpoint_records: int = 100_000  # ... or after this many records, and whenever partitions are revoked
+    checkpoint_seconds: float = 5.0  # states to the changelog and offsets committed this often ...
+    checkpoint_records: int = 200_000  # ... or after this many records, and whenever partitions are revoked
     session_timeout_ms: int = 10_000
     stall_seconds: float = 60.0      # lag with no progress for this long is logged as an alarm
 

@@ -9,6 +9,7 @@ and turns a failure of that loop into a crash of the worker (exit code 1, nothin
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -82,6 +83,16 @@ def _settle(future: asyncio.Future, error: BaseException | None) -> None:
         future.set_result(error)
 
 
+def tune_gc() -> None:
+    """A batch allocates hundreds of thousands of short-lived objects while tens of thousands of states are alive:
+    with the default thresholds the cyclic collector runs every 700 allocations and walks them all, which doubled
+    the engine's cost per event (measured: 46 -> 22 µs). Objects alive at start move to the permanent generation,
+    and the young generation is collected every 100,000 allocations. Nothing in a batch makes reference cycles
+    that matter; the collector still runs."""
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def run(config: WorkerConfig, on_ready: Callable[[], None] = lambda: None, loglevel: str = "warning") -> None:
     """Run the worker until a signal stops it; exits the process (0 after a clean stop, 1 after a failure)."""
     create_topics(config.bootstrap, config.topics, config.partitions)
@@ -92,5 +103,6 @@ def run(config: WorkerConfig, on_ready: Callable[[], None] = lambda: None, logle
                     web_enabled=False, topic_disable_leader=True, topic_allow_declare=False,
                     datadir=str(config.state_dir / "faust"))
     app.producer_only = True  # no faust consumer group: the consume loop owns the channel topics
+    tune_gc()
     faust.Worker(app, ProjectionService(loop, config.stall_seconds), loglevel=loglevel.upper(),
                  quiet=True).execute_from_commandline()

@@ -36,7 +36,7 @@ def test_a_store_that_refuses_writes_holds_the_offsets_back_until_it_recovers(se
     events = [e for c in ("f-1", "f-2", "f-3") for e in journey(c)]
     with Publisher(settings) as publisher:
         publisher.publish_many(events)
-    time.sleep(8)  # several checkpoint intervals of the worker (it commits every 2 s)
+    time.sleep(12)  # two checkpoint intervals of the worker (it commits every 5 s)
     assert total_lag(settings) == len(events)  # nothing committed past what was written: nothing was
     assert all(read_timeline(settings, c) == [] for c in ("f-1", "f-2", "f-3"))
     assert worker.alive()

@@ -27,11 +27,21 @@ def test_defaults(tmp_path):
     assert s.state_dir.is_absolute()
     assert s.kafka_bootstrap == "127.0.0.1:29092"
     assert s.topic_prefix == "omnitrail"
-    assert s.partitions == 3 and s.replication_factor == 1
+    assert s.partitions == 12 and s.replication_factor == 1  # enough for twelve workers
     assert s.event_mode == "binary"
     assert s.source == "/omnitrail/cli"
     assert s.consumer_group == "omnitrail-projections"
     assert s.api_url == "http://127.0.0.1:8765"
+
+
+def test_the_worker_config_carries_the_settings_it_runs_on(tmp_path):
+    s = Settings(topic_prefix="p", consumer_group="g", partitions=6, batch_size=10, checkpoint_seconds=3,
+                 flag_threshold=4)
+    c = s.worker_config()
+    assert (c.topics.channel("mail"), c.topics.derived, c.topics.repartition, c.topics.changelog) == (
+        "p.mail", "p.derived", "p.repartition", "g-state-changelog")
+    assert (c.partitions, c.batch_size, c.checkpoint_seconds, c.rules.flag_threshold) == (6, 10, 3, 4)
+    assert c.instance_id == s.group_instance_id and c.store_url == s.store_url
 
 
 def test_store_url_defaults_to_embedded_clickhouse_under_state_dir(tmp_path):
@@ -105,7 +115,7 @@ def test_variables_without_the_prefix_are_ignored(monkeypatch):
     monkeypatch.setenv("PARTITIONS", "9")
     monkeypatch.setenv("KAFKA_BOOTSTRAP", "elsewhere:1")
     s = Settings()
-    assert s.partitions == 3 and s.kafka_bootstrap == "127.0.0.1:29092"
+    assert s.partitions == 12 and s.kafka_bootstrap == "127.0.0.1:29092"
 
 
 def test_explicit_arguments_beat_the_environment(monkeypatch):
