@@ -39,14 +39,14 @@ def one_run(n: int, args, rng: random.Random, root: Path) -> bool:
         kill_at = rng.randint(total // 10, total * 7 // 10)
         restart_at = rng.randint(kill_at, total * 9 // 10)
         outcome = kill_and_recover(settings, work, sim, kill_at, broker, restart_at,
-                                   log=lambda line: print(f"  run {n}: {line}", flush=True))
+                                   log=lambda line: print(f"  run {n}: {line}", flush=True))  # noqa: B023
     finally:
         broker.stop()
     ok = exact(outcome.diffs)
     cells = "  ".join(f"{name} {d['lost']}/{d['duplicated']}" for name, d in outcome.diffs.items())
-    print(f"run {n}: seed {seed}, {outcome.events:,} events, kill -9 after {kill_at:,} rows, broker restart after "
-          f"{restart_at:,} rows, {outcome.seconds:.0f}s -> lost/duplicated: {cells}  {'EXACT' if ok else 'WRONG'}",
-          flush=True)
+    print(f"run {n}: seed {seed}, {outcome.events:,} events, kill -9 at {outcome.killed_at_rows:,} stored rows, broker "
+          f"restart at {outcome.broker_restarted_at_rows:,}, {outcome.seconds:.0f}s -> lost/duplicated: {cells}  "
+          f"{'EXACT' if ok else 'WRONG'}", flush=True)
     return ok
 
 

@@ -1,12 +1,10 @@
 """Everything the worker writes to Kafka goes through here: send a batch of records, return once the broker
 acknowledged all of them, or raise.
 
-The producer is idempotent. When the broker loses an idempotent producer's sequence state (noida-db forgets it on
-restart; Apache Kafka can after a producer was idle for longer than ``transactional.id.expiration.ms``),
-librdkafka declares that producer fatally failed, and the documented remedy is a new producer. Nothing of the
-batch has been acknowledged to the consumer group yet, and every record the worker writes is idempotent for its
-readers (derived events keep their ids, states and forwarded records are re-read the same), so the batch is sent
-again once with a new producer. A second failure stops the worker.
+When librdkafka declares a producer fatally failed, the documented remedy is a new producer. Nothing of the batch
+has been acknowledged to the consumer group yet, and every record the worker writes is idempotent for its readers
+(derived events keep their ids, states and forwarded records are re-read the same), so the batch is sent again
+once with a new producer. A second failure stops the worker.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -57,7 +57,8 @@ class Outcome:
     diffs: dict[str, dict[str, int]]
     seconds: float
     events: int
-    notes: list[str] = field(default_factory=list)
+    killed_at_rows: int                   # timeline rows stored when the worker was killed
+    broker_restarted_at_rows: int | None  # ... and when the broker was restarted
 
 
 def kill_and_recover(settings: Settings, workdir: Path, sim: Simulation, kill_after_rows: int,
@@ -71,16 +72,22 @@ def kill_and_recover(settings: Settings, workdir: Path, sim: Simulation, kill_af
     wait_until(lambda: stored(settings) >= kill_after_rows, timeout=timeout, interval=0.2)
     first.stop(signal.SIGKILL)  # mid-stream, no goodbye: uncommitted offsets, half-written batches
     assert first.proc.returncode == -signal.SIGKILL
-    log(f"killed the worker after {stored(settings)} timeline rows")
+    killed_at, restarted_at = stored(settings), None
+    log(f"killed the worker after {killed_at} timeline rows")
     second = WorkerProcess(settings, workdir / "worker-2.log").start(timeout=120)
     try:
         if broker is not None and restart_broker_after_rows is not None:
             wait_until(lambda: stored(settings) >= restart_broker_after_rows, timeout=timeout, interval=0.2)
+            restarted_at = stored(settings)
             broker.stop()  # SIGINT: noida-db saves everything, and forgets every group's members
             broker.start()
-            log(f"restarted the broker after {stored(settings)} timeline rows")
-        wait_until(lambda: caught_up(settings, expected), timeout=timeout, interval=1)
+            log(f"restarted the broker after {restarted_at} timeline rows")
+        try:
+            wait_until(lambda: caught_up(settings, expected), timeout=timeout, interval=1)
+        except AssertionError:
+            log(f"not caught up within {timeout}s: comparing what is there")  # the differences say what is missing
         assert second.alive(), f"the worker stopped:\n{second.log.read_text()[-3000:]}"
-        return Outcome(differences(sim.truth, [api_query(settings)]), time.monotonic() - started, len(sim.events))
+        return Outcome(differences(sim.truth, [api_query(settings)]), time.monotonic() - started, len(sim.events),
+                       killed_at, restarted_at)
     finally:
         second.stop()
