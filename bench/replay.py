@@ -44,6 +44,7 @@ from rich.table import Table
 from bench import harness as h
 from bench import summary as targets
 from bench.workload import build_events
+from consumers.worker.memory import tune_gc
 from projections.migrate import migrate
 from projections.replay import Rebuild
 from projections.store import connect
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the log (1000000)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
+    tune_gc()  # as `omnitrail replay` and the worker do
     n = args.events - args.events % BASE if args.events >= BASE else args.events
     load = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="omnitrail-bench-replay-"))

@@ -276,6 +276,9 @@ def replay(
             def cancel() -> None:
                 call("DELETE", "/replay")
         else:
+            from consumers.worker.memory import tune_gc
+
+            tune_gc()
             rebuild = new_rebuild(settings, projection, client)
             threading.Thread(target=Replays.run_quietly, args=(rebuild,), daemon=True).start()
             status, cancel = rebuild.progress.as_dict, rebuild.cancel
