@@ -244,6 +244,18 @@ def latency_phase(settings: Settings, url: str, customers: int, samples: int, ga
             "_sent_at": sent_at}
 
 
+def _load_and_baseline(broker, settings: Settings, records, n: int, tmp: Path, args, progress) -> dict:
+    """Load the topics, then measure the raw consume + insert baseline on them; the broker is quiet after."""
+    out = {"load": h.load_topics(settings, records, progress, "load topics (lz4)"),
+           "broker_settle_s": h.wait_quiet(broker)}
+    meter = h.CpuMeter({"broker": broker.pid(), "bench": os.getpid()})
+    out["raw"] = h.raw_projection(settings, n, f"chdb://{tmp / 'raw-clickhouse'}", progress,
+                                  "raw consume + Arrow insert", args.raw_repeats)
+    out["raw"] |= meter.stop()
+    h.wait_quiet(broker)
+    return out
+
+
 def one_worker_scenario(args, tmp: Path, events: list[Event], records: list[tuple[str, Record]],
                         progress: Progress) -> dict:
     n = len(events)
@@ -251,14 +263,8 @@ def one_worker_scenario(args, tmp: Path, events: list[Event], records: list[tupl
     with h.fresh_broker(tmp / "broker") as broker:
         settings = _settings(tmp / "state", broker.bootstrap)
         tails = h.tails_of(settings, records, events)
-        out["load"] = h.load_topics(settings, records, progress, "load topics (lz4)")
-        out["broker_settle_s"] = h.wait_quiet(broker)
+        out |= _load_and_baseline(broker, settings, records, n, tmp, args, progress)
         out["broker_data_mib_loaded"] = h.broker_data_mib(broker)
-        meter = h.CpuMeter({"broker": broker.pid(), "bench": os.getpid()})
-        out["raw"] = h.raw_projection(settings, n, f"chdb://{tmp / 'raw-clickhouse'}", progress,
-                                      "raw consume + Arrow insert", args.raw_repeats)
-        out["raw"] |= meter.stop()
-        h.wait_quiet(broker)
         worker = h.Worker(settings, tmp / "worker.log")
         with h.running(worker):
             meter = h.CpuMeter({"broker": broker.pid(), "worker": worker.pid})
@@ -392,13 +398,7 @@ def long_scenario(args, tmp: Path, progress: Progress) -> dict:
         records = h.encoded(settings, events)
         tails = h.tails_of(settings, records, events)
         del events
-        out["load"] = h.load_topics(settings, records, progress, "load topics (lz4)")
-        out["broker_settle_s"] = h.wait_quiet(broker)
-        meter = h.CpuMeter({"broker": broker.pid(), "bench": os.getpid()})
-        out["raw"] = h.raw_projection(settings, n, f"chdb://{tmp / 'raw-clickhouse'}", progress,
-                                      "raw consume + Arrow insert", args.raw_repeats)
-        out["raw"] |= meter.stop()
-        h.wait_quiet(broker)
+        out |= _load_and_baseline(broker, settings, records, n, tmp, args, progress)
         worker = h.Worker(settings, tmp / "worker.log")
         with h.running(worker):
             meter = h.CpuMeter({"broker": broker.pid(), "worker": worker.pid})

@@ -73,7 +73,9 @@ class Engine:
         """Apply ``records`` (in log order) to ``states`` (customer -> state), which are updated in place; a
         customer without a state gets a new one."""
         out = Applied()
-        fresh = self._new_records(records, states, out)
+        # Without folds there is nothing to keep exact but rows, and rows collapse on their keys: no state needed
+        # (a rebuild of the timeline keeps no per-customer state at all).
+        fresh = self._new_records(records, states, out) if self.stateful else range(len(records))
         rows: dict[str, list[dict]] = {p.table: [] for p in (*self.projections, *self.stateful)}
         for i in fresh:
             rec = records[i]

@@ -335,7 +335,7 @@ def timeline(
 
 
 def print_timeline(customer: str, rows: list[dict]) -> None:
-    table = Table(title=f"Timeline of {customer} ({len(rows)} events)", title_justify="left")
+    table = Table(title=Text(f"Timeline of {customer} ({len(rows)} events)"), title_justify="left")  # data, not markup
     for name in ("time", "channel", "kind", "summary"):
         table.add_column(name, overflow="fold", no_wrap=name != "summary")
     for row in rows:
@@ -347,7 +347,7 @@ def show(rows: list[dict], columns: list[str], title: str, as_json: bool) -> Non
     """Rows as JSON, or as a table of the given columns."""
     if as_json:
         return print_json(rows)
-    table = Table(title=f"{title} ({len(rows)})", title_justify="left")
+    table = Table(title=Text(f"{title} ({len(rows)})"), title_justify="left")  # titles hold customer ids: not markup
     for name in columns:
         table.add_column(name, overflow="fold")
     for row in rows:

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from projections.engine import IDS_KEPT, Engine, Record, id_hash
 from projections.origin import Origin
+from projections.registry import PROJECTIONS, STATEFUL
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.envelope import Event
@@ -55,11 +56,17 @@ def test_the_same_event_published_twice_is_folded_once():
 
 
 def test_remembered_ids_stay_bounded():
-    engine, states = Engine([], []), {}
+    engine, states = Engine([], [STATEFUL["flags"]]), {}
     many = [returned("c-1", n, 0) for n in range(3 * IDS_KEPT)]
     engine.apply(records(many), states)
     assert IDS_KEPT // 2 <= len(states["c-1"]["ids"]) <= IDS_KEPT
     assert states["c-1"]["ids"][-1] == id_hash(many[-1].source, many[-1].id)
+
+
+def test_an_engine_without_folds_keeps_no_state_and_leaves_duplicates_to_the_row_keys():
+    states, engine = {}, Engine([PROJECTIONS["timeline"]], [])
+    batch = records(journey("c-1"))
+    assert len(engine.apply(batch + batch, states).rows["timeline"]) == 2 * len(batch) and states == {}
 
 
 def test_a_batch_out_of_time_order_is_folded_in_time_order():
@@ -72,7 +79,6 @@ def test_a_batch_out_of_time_order_is_folded_in_time_order():
 
 
 def test_a_fold_that_raises_is_reported_and_the_rest_goes_on():
-    from projections.registry import STATEFUL
     from projections.stateful import StatefulProjection
 
     def fragile(state, event, origin, rules):

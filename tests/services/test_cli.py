@@ -84,6 +84,16 @@ def test_timeline_reads_the_store_directly_when_no_worker_runs(settings):
     assert "Timeline of nobody (0 events)" in table.stdout
 
 
+@pytest.mark.parametrize("command", ["timeline", "journeys"])
+def test_customer_ids_that_look_like_markup_are_shown_as_they_are(settings, command):
+    for customer in ("[/x]", "[blink red]cust"):
+        result = run_cli(settings, command, customer)
+        assert result.returncode == 0, result.stderr
+        assert f"of {customer} (0" in result.stdout
+    flags = run_cli(settings, "flags", "--customer", "[/x]")
+    assert flags.returncode == 0 and "Address flags of [/x] (0)" in flags.stdout, flags.stderr
+
+
 def test_timeline_since_takes_rfc3339_and_rejects_nonsense(settings):
     assert run_cli(settings, "timeline", "nobody", "--since", "2026-11-01T00:00:00Z").returncode == 0
     bad = run_cli(settings, "timeline", "nobody", "--since", "yesterday-ish")
