@@ -102,9 +102,14 @@ class Engine:
         return out
 
     def tables(self, applied: Applied) -> dict[str, pa.Table]:
-        """The applied rows as Arrow tables, the form the store ingests fastest."""
+        """The applied rows as Arrow tables, the form the store ingests fastest. Of a versioned table only the last
+        row of each key is kept: the store would keep just that one (and does so after a crash replay too)."""
         schemas = {p.table: p.schema for p in (*self.projections, *self.stateful)}
-        return {table: to_arrow(rows, schemas[table]) for table, rows in applied.rows.items()}
+        rows = dict(applied.rows)
+        for p in self.stateful:
+            if p.versioned_key and p.table in rows:
+                rows[p.table] = list({tuple(r[k] for k in p.versioned_key): r for r in rows[p.table]}.values())
+        return {table: to_arrow(r, schemas[table]) for table, r in rows.items()}
 
     @staticmethod
     def _new_records(records: Sequence[Record], states: dict[str, dict], out: Applied) -> list[int]:

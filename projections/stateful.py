@@ -47,6 +47,9 @@ class StatefulProjection:
     table: str
     schema: pa.Schema
     fold: Fold
+    # For a table that keeps the newest ``version`` per key (ReplacingMergeTree(version)): the key columns. Rows
+    # of one key are folded with growing versions, so a batch stores only its last row of each key.
+    versioned_key: tuple[str, ...] = ()
 
 
 def event_key(event: Event) -> str:

@@ -201,4 +201,4 @@ def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
     return apply(state, event, origin, rules)
 
 
-PROJECTION = StatefulProjection("flags", TABLE, SCHEMA, fold)
+PROJECTION = StatefulProjection("flags", TABLE, SCHEMA, fold, versioned_key=("customer_id", "address_hash"))

@@ -263,4 +263,4 @@ def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
     return Folded(state, [snapshot(j, event, origin, t)])
 
 
-PROJECTION = StatefulProjection("journeys", TABLE, SCHEMA, fold)
+PROJECTION = StatefulProjection("journeys", TABLE, SCHEMA, fold, versioned_key=("customer_id", "journey_id"))

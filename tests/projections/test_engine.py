@@ -119,3 +119,18 @@ def test_batch_boundaries_do_not_change_the_outcome(sizes):
                                                                                     option=orjson.OPT_SORT_KEYS)
     assert final(rows) == final(whole.rows)
     assert sorted(d.id for d in derived) == sorted(d.id for d in whole.derived)
+
+
+def test_a_versioned_table_stores_the_last_row_of_each_key_per_batch():
+    engine = Engine([], [STATEFUL["journeys"], STATEFUL["flags"]])
+    applied = engine.apply(records(journey("c-1") + [returned("c-1", 1, 1), returned("c-1", 2, 2)]), {})
+    tables = engine.tables(applied)
+    for table, key in (("journeys", ("customer_id", "journey_id")), ("address_flags", ("customer_id", "address_hash"))):
+        rows = applied.rows[table]
+        newest = {}
+        for r in rows:
+            k = tuple(r[c] for c in key)
+            newest[k] = max(newest.get(k, 0), r["version"])
+        assert len(rows) > len(newest)  # several versions folded in the batch ...
+        stored = tables[table].to_pylist()  # ... only the newest of each key stored
+        assert sorted((tuple(r[c] for c in key), r["version"]) for r in stored) == sorted(newest.items())
