@@ -52,6 +52,3 @@ class StatefulProjection:
     versioned_key: tuple[str, ...] = ()
 
 
-def event_key(event: Event) -> str:
-    return f"{event.source}\x1f{event.id}"
-

@@ -14,7 +14,7 @@ from services.stack import LocalBroker, free_port
 from services.topics import ensure_topics
 from tests.support.events import journey
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, run_cli
+from tests.support.worker import WorkerProcess, restart_broker, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -61,9 +61,7 @@ def test_a_graceful_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_p
         worker.start()
         with Publisher(settings) as publisher:
             publisher.publish_many([e for c in customers[:10] for e in journey(c)])
-        broker.stop()  # SIGINT: noida-db saves everything, as a rolling restart of a Kafka broker would
-        time.sleep(2)
-        broker.start()
+        restart_broker(broker, worker)  # as a rolling restart of a Kafka broker would
         with Publisher(settings) as publisher:
             publisher.publish_many([e for c in customers[10:] for e in journey(c)])
         for customer in customers:

@@ -23,7 +23,7 @@ from tests.support.brokers import clickhouse_url
 from tests.support.scenario import api_query, caught_up, cli_query, stored
 from tests.support.truth import differences, exact
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, restart_broker
 
 pytestmark = pytest.mark.integration
 
@@ -46,8 +46,7 @@ def test_a_killed_worker_hands_its_partitions_and_states_to_the_other(tmp_path):
             publisher.publish_many(sim.events)
         wait_until(lambda: stored(a) >= expected // 4 and stored(b) > 0, timeout=120, interval=0.2)
         first.stop(signal.SIGKILL)
-        broker.stop()  # ends the dead worker's session (see the module docstring)
-        broker.start()
+        restart_broker(broker, second)  # ends the dead worker's session (see the module docstring)
         wait_until(lambda: caught_up(b, 0), timeout=240, interval=1)
         partitions = api_query(b)("SELECT DISTINCT partition FROM timeline")
         assert {r["partition"] for r in partitions} == set(range(a.partitions))  # b took a's over

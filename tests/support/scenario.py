@@ -19,7 +19,7 @@ from services.stack import LocalBroker
 from services.status import consumer_lag
 from tests.support.truth import Query, differences
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, run_cli
+from tests.support.worker import WorkerProcess, restart_broker, run_cli
 
 
 def api_query(settings: Settings) -> Query:
@@ -79,8 +79,7 @@ def kill_and_recover(settings: Settings, workdir: Path, sim: Simulation, kill_af
         if broker is not None and restart_broker_after_rows is not None:
             wait_until(lambda: stored(settings) >= restart_broker_after_rows, timeout=timeout, interval=0.2)
             restarted_at = stored(settings)
-            broker.stop()  # SIGINT: noida-db saves everything, and forgets every group's members
-            broker.start()
+            restart_broker(broker, second)  # noida-db forgets every group's members and producer ids
             log(f"restarted the broker after {restarted_at} timeline rows")
         try:
             wait_until(lambda: caught_up(settings, expected), timeout=timeout, interval=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from contextlib import contextmanager
 import subprocess
 import sys
 import time
@@ -49,6 +50,15 @@ class WorkerProcess:
             time.sleep(0.1)
         return self
 
+    @contextmanager
+    def paused(self):
+        """SIGSTOP the worker for the block, SIGCONT after: it writes nothing meanwhile (see ``restart_broker``)."""
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -60,3 +70,20 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def restart_broker(broker, *workers: WorkerProcess) -> None:
+    """Restart a noida-db broker gracefully (SIGINT: it saves its data) while the workers are paused.
+
+    Why paused: noida-db loses writes it acknowledged while it shuts down (measured: a worker had read offsets up
+    to 84 of a derived partition, and after the restart that partition ended below 85; 68 acknowledged derived
+    events were gone). Apache Kafka keeps what it acknowledged with acks=all. Pausing the workers keeps the test
+    about the worker (its connections break, the group starts afresh, producer ids are forgotten), not about that
+    broker defect."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        for worker in workers:
+            stack.enter_context(worker.paused())
+        broker.stop()
+        broker.start()
