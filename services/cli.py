@@ -314,7 +314,7 @@ def sql_command(statement: Annotated[str, typer.Argument(help="One SQL statement
         result = sql(Settings(), statement)
     except ReaderError as exc:
         fail(str(exc))
-    if not result["columns"]:
+    if result.get("command"):
         return out.print("done")  # a command: nothing to show
     rows = [dict(zip(result["columns"], row)) for row in result["rows"]]
     show(rows, result["columns"], "Result", as_json)

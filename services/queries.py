@@ -70,12 +70,13 @@ def run_query(client: Client, name: str, params: dict[str, object]) -> list[dict
 
 
 def run_sql(client: Client, statement: str) -> dict:
-    """Any one SQL statement: the column names and rows of a query, or empty for a command (DDL, INSERT ...)."""
+    """Any one SQL statement: the column names and rows of a query (the embedded store names no columns when there
+    are no rows), or ``command: true`` for a command (DDL, INSERT ...)."""
     words = statement.split(None, 1)
     if not words:
         raise ValueError("no SQL statement given")
     if words[0].upper() not in ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"):
         client.command(statement)
-        return {"columns": [], "rows": []}
+        return {"columns": [], "rows": [], "command": True}
     result = client.query(statement)
-    return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows]}
+    return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows], "command": False}

@@ -94,6 +94,11 @@ def test_customer_ids_that_look_like_markup_are_shown_as_they_are(settings, comm
     assert flags.returncode == 0 and "Address flags of [/x] (0)" in flags.stdout, flags.stderr
 
 
+def test_sql_of_an_empty_result_is_an_empty_json_list(settings):
+    result = run_cli(settings, "sql", "SELECT customer_id FROM timeline WHERE customer_id = 'nobody'", "--json")
+    assert result.returncode == 0 and orjson.loads(result.stdout) == [], result.stdout + result.stderr
+
+
 def test_timeline_since_takes_rfc3339_and_rejects_nonsense(settings):
     assert run_cli(settings, "timeline", "nobody", "--since", "2026-11-01T00:00:00Z").returncode == 0
     bad = run_cli(settings, "timeline", "nobody", "--since", "yesterday-ish")
