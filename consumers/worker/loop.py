@@ -66,10 +66,9 @@ class ConsumeLoop:
             "fetch.max.bytes": 64 * 1024 * 1024,
         })
         # Not idempotent: every record the worker writes is idempotent for its readers (derived events keep their
-        # ids, the changelog's latest state per key wins). An idempotent producer fails fatally when the broker
-        # forgets its sequence numbers (noida-db on restart); measured: the batch it then resent with a new
-        # producer was acknowledged, yet 85 of its derived events never appeared on the topic. One request in
-        # flight per connection keeps each partition in order across retries, as the changelog needs.
+        # ids, the changelog's latest state per key wins), while an idempotent producer fails fatally whenever the
+        # broker forgets its sequence numbers (noida-db does on every restart). One request in flight per
+        # connection keeps each partition in order across retries, as the changelog needs.
         self.outbox = Outbox(lambda: kafka.producer(config.bootstrap, **{
             "enable.idempotence": False, "max.in.flight.requests.per.connection": 1,
             "message.max.bytes": DEADLETTER_MAX_BYTES, "linger.ms": 2}))
