@@ -85,7 +85,7 @@ def replay(settings: Settings, n: int, progress: Progress) -> dict:
     client = connect(settings.store_url)
     migrate(client)
     task = progress.add_task("omnitrail replay timeline", total=n)
-    rebuild = Rebuild(client, settings.kafka_bootstrap, [*settings.channel_topics, settings.derived_topic],
+    rebuild = Rebuild(client, settings.kafka_bootstrap, settings.topics.log,
                       "timeline", on_progress=lambda p: progress.update(task, completed=p.events))
     started = time.perf_counter()
     done = rebuild.run()

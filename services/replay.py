@@ -13,18 +13,12 @@ from projections.migrate import migrate
 from projections.replay import Progress, Rebuild, ReplayError, drop_old, verify
 from projections.store import connect
 from services.settings import Settings
-from services.topics import all_topics
-
-
-def sources(settings: Settings) -> list[str]:
-    """The topics every projection is built from: the channels and the derived events."""
-    return [t for t in all_topics(settings) if t != settings.deadletter_topic]
 
 
 def new_rebuild(settings: Settings, name: str, client=None) -> Rebuild:
     client = client or connect(settings.store_url)
     migrate(client)
-    return Rebuild(client, settings.kafka_bootstrap, sources(settings), name, settings.rules)
+    return Rebuild(client, settings.kafka_bootstrap, settings.topics.log, name, settings.rules)
 
 
 class Replays:

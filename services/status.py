@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
+from consumers import kafka
 from services.settings import Settings
 
 
@@ -25,8 +26,8 @@ class PartitionLag:
 def consumer_lag(settings: Settings, timeout: float = 10.0) -> list[PartitionLag]:
     """The worker group's committed offsets against the log end, for every topic it reads."""
     # Reading a group's committed offsets does not join the group, so this disturbs no running worker.
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.consumer_group,
-                         "enable.auto.commit": False, "client.id": f"omnitrail-status-{uuid.uuid4().hex[:6]}"})
+    consumer = kafka.consumer(settings.kafka_bootstrap, settings.consumer_group,
+                              **{"client.id": f"omnitrail-status-{uuid.uuid4().hex[:6]}"})
     try:
         sources = settings.topics.worker_sources
         metadata = consumer.list_topics(timeout=timeout).topics
