@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "omnitrail needs Python >= 3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[local,test]"
 	touch $(STAMP)
 
 run: setup
@@ -32,6 +32,7 @@ bench: setup
 	@status=0; \
 	$(BIN)/python -m bench.run $(BENCH_ARGS) || status=$$?; \
 	$(BIN)/python -m bench.replay $(REPLAY_BENCH_ARGS) || status=$$?; \
+	$(BIN)/python -m bench.ingest $(INGEST_BENCH_ARGS) || status=$$?; \
 	exit $$status
 
 schemas: setup

@@ -229,7 +229,7 @@ def api_get(base_url: str, path: str, timeout: float = 10.0) -> dict:
 def visible(base_url: str, customer: str, event_id: str, since: str) -> bool:
     """Is ``event_id`` in the customer's timeline (rows at or after ``since``) as the read API serves it?"""
     query = urllib.parse.urlencode({"since": since, "limit": 1000})
-    rows = api_get(base_url, f"/timeline/{urllib.parse.quote(customer, safe='')}?{query}")["rows"]
+    rows = api_get(base_url, f"/v1/timeline/{urllib.parse.quote(customer, safe='')}?{query}")["rows"]
     return any(row["event_id"] == event_id for row in rows)
 
 

@@ -10,6 +10,9 @@ Both CloudEvents Kafka protocol binding modes are decoded:
 
 Decoding upcasts old versions of a type to the latest (``schemas.upcasters``). Encoding uses orjson; the key is
 always the customer id (``subject``).
+
+``from_http`` reads the CloudEvents HTTP binding (structured, binary and batch modes) for the ingest service; it
+validates without upcasting, so the log keeps each event as its producer sent it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import unquote
 
 import orjson
 
@@ -26,6 +30,7 @@ from schemas.upcasters import upcast
 Mode = Literal["binary", "structured"]
 Headers = list[tuple[str, bytes]]
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 MAX_RECORD_BYTES = 1_000_000  # an interaction event is small; anything bigger is a producer bug, not data
 
 
@@ -106,3 +111,38 @@ def decode(value: bytes | None,
         return upcast(parse_event(obj))
     except InvalidEvent as exc:
         raise DecodeError(f"invalid event: {exc}") from None
+
+
+def from_http(body: bytes, headers: Mapping[str, str]) -> list[Event | DecodeError]:
+    """The events of one HTTP request in any CloudEvents HTTP mode, each validated on its own (a batch answers per
+    event). Raises ``DecodeError`` when the request as a whole is not CloudEvents (its content-type, its JSON)."""
+    hdrs = {name.lower(): value for name, value in headers.items()}
+    ctype = hdrs.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        body_json = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"body is not valid UTF-8 JSON: {exc}") from None
+    if ctype == BATCH_CONTENT_TYPE:
+        if not isinstance(body_json, list):
+            raise DecodeError(f"a {BATCH_CONTENT_TYPE} body must be a JSON array of events")
+        objects = body_json
+    elif ctype == STRUCTURED_CONTENT_TYPE:
+        objects = [body_json]
+    elif "ce-specversion" in hdrs:
+        if ctype not in ("", "application/json"):
+            raise DecodeError(f"binary-mode content-type must be application/json, got {ctype!r}")
+        # The binding percent-encodes header values (space, '"', '%' and non-ASCII).
+        obj: dict = {name[3:]: unquote(value) for name, value in hdrs.items() if name.startswith("ce-")}
+        obj["datacontenttype"] = ctype or "application/json"
+        obj["data"] = body_json
+        objects = [obj]
+    else:
+        raise DecodeError(f"content-type must be {STRUCTURED_CONTENT_TYPE} (one event), {BATCH_CONTENT_TYPE} "
+                          f"(a batch) or application/json with ce-* headers (binary mode), not {ctype or 'none'!r}")
+    out: list[Event | DecodeError] = []
+    for obj in objects:
+        try:
+            out.append(parse_event(obj))
+        except InvalidEvent as exc:
+            out.append(DecodeError(f"invalid event: {exc}"))
+    return out

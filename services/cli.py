@@ -25,8 +25,12 @@ app = typer.Typer(help="omnitrail: event-sourced omnichannel customer-interactio
                   pretty_exceptions_enable=False)
 stack_app = typer.Typer(help="The local stack: a Kafka-protocol broker on loopback.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Published JSON Schemas of the event types.", no_args_is_help=True)
+keys_app = typer.Typer(help="Write keys: what channel producers send to POST /v1/events.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Read tokens: what analysts and the CLI send to the read API.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(keys_app, name="keys")
+app.add_typer(tokens_app, name="tokens")
 # soft_wrap: messages stay one line each (for scripts and grep); tables still fit the terminal.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -137,15 +141,16 @@ def stack_down() -> None:
 @stack_app.command("status")
 def stack_status() -> None:
     """Show whether the local broker and the worker's read API are up."""
-    from services.reader import api_get
+    from projections.redact import redact_url
+    from services.reader import api_call
     from services.stack import local_broker
 
     settings = Settings()
     broker = local_broker(settings)
     pid = broker.pid()
     out.print(f"broker: {'running, pid ' + str(pid) if pid else 'stopped'} ({broker.bootstrap})")
-    out.print(f"worker read API: {'up' if api_get(settings, '/health', 2) else 'down'} ({settings.api_url})")
-    out.print(f"clickhouse: {settings.store_url}")
+    out.print(f"worker read API: {'up' if api_call(settings, '/health', 2) else 'down'} ({settings.api_url})")
+    out.print(f"clickhouse: {redact_url(settings.store_url)}")
 
 
 @app.command()
@@ -153,14 +158,21 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     """Consumer lag per partition and how fresh the projections are."""
     from datetime import UTC, datetime
 
-    from services.status import consumer_lag
+    from projections.redact import redact_url
+    from services.reader import ReaderError, read
+    from services.status import consumer_lag, retention_problems, retention_warning
 
     settings = Settings()
+    store = redact_url(settings.read_url)  # where status reads the projections from
     try:
         lags = consumer_lag(settings)
+        retention = retention_problems(settings)
     except ConnectionError as exc:
         fail(str(exc))
-    [fresh] = query("freshness")
+    try:
+        [fresh] = read(settings, "freshness")
+    except ReaderError as exc:
+        fail(f"cannot read the projections from {store}: {exc}")
     last = fresh["last_projected"]
     fresh["age_seconds"] = (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds() if last else None
     rows = [{"topic": p.topic, "partition": p.partition, "committed": p.committed, "end": p.end, "lag": p.lag}
@@ -169,12 +181,16 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     # The stall alarm: records wait, and nothing was projected for a while (or ever).
     stalled = total > 0 and (fresh["age_seconds"] is None or fresh["age_seconds"] > settings.stall_seconds)
     if as_json:
-        return print_json({"partitions": rows, "total_lag": total, "stalled": stalled, "projections": fresh})
+        return print_json({"partitions": rows, "total_lag": total, "stalled": stalled, "projections": fresh,
+                           "store": store, "retention_problems": retention})
     show([r for r in rows if r["end"]], ["topic", "partition", "committed", "end", "lag"],
          "Partitions with data", False)
     out.print(f"total lag: {sum(p.lag for p in lags)} record(s)")
     age = "n/a" if last is None else f"{fresh['age_seconds']:.1f} s ago"
     out.print(f"timeline: {fresh['rows']} rows, newest event {fresh['newest_event']}, last projected {last} ({age})")
+    out.print(f"store: {store}")
+    for problem in retention:
+        err.print(f"[bold yellow]warning:[/] {escape(retention_warning(problem))}", highlight=False)
     if stalled:
         err.print(f"[bold red]stalled:[/] {total} record(s) wait and nothing was projected for over "
                   f"{settings.stall_seconds:.0f} s: is a worker running (`omnitrail worker`), and can it write to "
@@ -201,29 +217,56 @@ def migrate() -> None:
 
 @app.command()
 def worker(loglevel: Annotated[str, typer.Option("--log-level", "--loglevel", help="Log level")] = "info") -> None:
-    """Run the projection worker: topics -> projections, plus the read API on the loopback address."""
+    """Run the projection worker: topics -> projections, plus the HTTP service (ingest, reads) on api_host:api_port."""
     from consumers.worker.service import run
-    from projections.store import StoreLocked, connect
-    from services.api import ReadAPI
-    from services.replay import Replays
+    from services.http.server import HttpServer
 
     settings = Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        api = ReadAPI(connect(settings.store_url), settings.api_host, settings.api_port, Replays(settings))
-        config = settings.worker_config()
-    except StoreLocked as exc:
-        fail(str(exc))
+    server = HttpServer(http_app(settings), settings.api_host, settings.api_port)
 
-    def ready() -> None:  # the read API (and its /health) comes up once the worker owns its partitions
-        api.start()
-        logging.getLogger("omnitrail").info("worker ready; read API on %s", api.url)
+    def ready() -> None:  # the HTTP service (and its /health) comes up once the worker owns its partitions
+        server.start()
+        logging.getLogger("omnitrail").info("worker ready; HTTP service on %s", server.url)
 
     try:
-        run(config, ready, loglevel)
+        run(settings.worker_config(), ready, loglevel)
     except ConnectionError as exc:
         fail(str(exc))
+
+
+def http_app(settings: Settings):
+    """The HTTP service for ``settings``, or a clear exit when it must not start (see ``services.http.auth``)."""
+    from projections.store import StoreLocked, connect
+    from services.credentials import Credentials
+    from services.http.app import create_app
+    from services.http.auth import is_loopback
+
+    credentials = Credentials(settings.credentials_path)
+    if not is_loopback(settings.api_host) and not any(t for t in credentials.tokens() if not t.revoked):
+        fail(f"the HTTP service would listen on {settings.api_host}, beyond loopback, where reads need tokens; "
+             f"create one first with `omnitrail tokens create` (credentials: {settings.credentials_path})")
+    if settings.embedded_store:
+        try:
+            connect(settings.store_url).close()  # fail now, naming the owner, rather than on the first read
+        except StoreLocked as exc:
+            fail(str(exc))
+    return create_app(settings, credentials=credentials)
+
+
+@app.command()
+def serve() -> None:
+    """Run the HTTP service alone (ingest and reads), for deployments with a ClickHouse server.
+
+    With the embedded store the worker runs the service itself (one process owns the store)."""
+    from services.http.server import HttpServer
+
+    settings = Settings()
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = HttpServer(http_app(settings), settings.api_host, settings.api_port)
+    err.print(f"omnitrail HTTP service on {settings.api_url} (OpenAPI: {settings.api_url}/docs); Ctrl-C stops it")
+    server.run()
 
 
 @app.command()
@@ -237,15 +280,15 @@ def replay(
 
     from projections.replay import ReplayError, drop_old as drop, verify as compare
     from projections.store import StoreLocked, connect
-    from services.reader import ReaderError, api_get
+    from services.reader import ReaderError, api_call
     from services.replay import Replays, new_rebuild
 
     settings = Settings()
-    remote = settings.embedded_store and api_get(settings, "/health", 2) is not None
+    remote = settings.embedded_store and api_call(settings, "/health", 2) is not None
 
     def call(method: str, path: str) -> dict:
         try:
-            answer = api_get(settings, path, 60, method)
+            answer = api_call(settings, "/v1" + path, 60, method)
         except ReaderError as exc:
             fail(str(exc))
         if answer is None:
@@ -307,15 +350,13 @@ def replay(
 @app.command("sql")
 def sql_command(statement: Annotated[str, typer.Argument(help="One SQL statement, e.g. 'SELECT count() FROM timeline'")],
                 as_json: JSON = False) -> None:
-    """Run SQL on the projections' store (through the worker while it owns the embedded store)."""
+    """Run one read-only SQL query on the projections (through the worker while it owns the embedded store)."""
     from services.reader import ReaderError, sql
 
     try:
         result = sql(Settings(), statement)
     except ReaderError as exc:
         fail(str(exc))
-    if result.get("command"):
-        return out.print("done")  # a command: nothing to show
     rows = [dict(zip(result["columns"], row)) for row in result["rows"]]
     show(rows, result["columns"], "Result", as_json)
 
@@ -479,14 +520,14 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
     """Start the local stack and a worker, publish the demo stories, print the demo customers' timelines."""
     from services import demo as stories
     from services.publisher import Publisher
-    from services.reader import api_get, read, read_timeline
+    from services.reader import api_call, read, read_timeline
     from services.stack import local_broker
     from services.topics import ensure_topics
 
     settings = Settings()
     broker = local_broker(settings)
     started_broker = broker.pid() is None
-    if api_get(settings, "/health", 2):
+    if api_call(settings, "/health", 2):
         fail(f"a worker already answers at {settings.api_url}; stop it first (or set OMNITRAIL_API_PORT)")
     worker_proc = None
     try:
@@ -497,7 +538,7 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
         worker_proc = subprocess.Popen([sys.executable, "-m", "services", "worker"], stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
-        while not api_get(settings, "/health", 2):
+        while not api_call(settings, "/health", 2):
             if worker_proc.poll() is not None or time.monotonic() > deadline:
                 fail(f"the worker did not start; see {settings.state_dir / 'worker.log'}")
             time.sleep(0.2)
@@ -668,3 +709,95 @@ def deadletter_replay(
                         (report.deferred, "deferred to the next replay (cursor metadata full)")):
         if count:
             out.print(f"left pending: {count} {what}", highlight=False)
+
+
+# --- credentials -----------------------------------------------------------------------------------------------------
+def credentials_store():
+    from services.credentials import Credentials
+
+    return Credentials(Settings().credentials_path)
+
+
+@keys_app.command("create")
+def keys_create(
+    channel: Annotated[list[str], typer.Option("--channel", help="A channel the key may publish to (repeatable)")],
+    source: Annotated[str, typer.Option("--source", help="The CloudEvents source prefix it may use, e.g. /telephony/")],
+    as_json: JSON = False,
+) -> None:
+    """Create a write key bound to channels and a source prefix; its secret is printed once, never stored."""
+    from services.credentials import CredentialError
+
+    try:
+        key, secret = credentials_store().create_key(channel, source)
+    except CredentialError as exc:
+        fail(str(exc))
+    if as_json:
+        return print_json({"id": key.id, "channels": key.channels, "source_prefix": key.source_prefix,
+                           "secret": secret})
+    out.print(f"write key {key.id} for channels {', '.join(key.channels)}, sources under {key.source_prefix}")
+    out.print("secret (shown once; send it as 'Authorization: Bearer <secret>'):", highlight=False)
+    print(secret)
+
+
+@keys_app.command("list")
+def keys_list(as_json: JSON = False) -> None:
+    """List write keys (ids and bindings; secrets are not stored)."""
+    rows = [{"id": k.id, "channels": ",".join(k.channels), "source_prefix": k.source_prefix, "created": k.created,
+             "revoked": k.revoked or ""} for k in credentials_store().keys()]
+    show(rows, ["id", "channels", "source_prefix", "created", "revoked"], "Write keys", as_json)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see `omnitrail keys list`)")]) -> None:
+    """Revoke a write key: the HTTP service refuses it from the next request on."""
+    revoke(key_id)
+
+
+@tokens_app.command("create")
+def tokens_create(admin: Annotated[bool, typer.Option("--admin", help="May also run rebuilds")] = False,
+                  as_json: JSON = False) -> None:
+    """Create a read token (``--admin``: also rebuilds); its secret is printed once, never stored."""
+    token, secret = credentials_store().create_token("admin" if admin else "read")
+    if as_json:
+        return print_json({"id": token.id, "scope": token.scope, "secret": secret})
+    out.print(f"{token.scope} token {token.id}; secret (shown once; set OMNITRAIL_API_TOKEN to it for the CLI):")
+    print(secret)
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: JSON = False) -> None:
+    """List read tokens (ids and scopes; secrets are not stored)."""
+    rows = [{"id": t.id, "scope": t.scope, "created": t.created, "revoked": t.revoked or ""}
+            for t in credentials_store().tokens()]
+    show(rows, ["id", "scope", "created", "revoked"], "Read tokens", as_json)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (see `omnitrail tokens list`)")]) -> None:
+    """Revoke a read token."""
+    revoke(token_id)
+
+
+def revoke(credential_id: str) -> None:
+    from services.credentials import CredentialError
+
+    try:
+        revoked = credentials_store().revoke(credential_id)
+    except CredentialError as exc:
+        fail(str(exc))
+    out.print(f"revoked {credential_id} at {revoked.revoked}")
+
+
+@app.command()
+def openapi(check: Annotated[bool, typer.Option("--check", help="Fail if the checked-in document is stale")] = False
+            ) -> None:
+    """Write the HTTP service's OpenAPI document to services/http/openapi.json (checked in, like the schemas)."""
+    from services.http.openapi import DOCUMENT, current
+
+    text = current()
+    if check:
+        if not DOCUMENT.exists() or DOCUMENT.read_text() != text:
+            fail(f"{DOCUMENT} is stale; run `omnitrail openapi` and commit it")
+        return out.print(f"{DOCUMENT} is current")
+    DOCUMENT.write_text(text)
+    out.print(f"wrote {DOCUMENT}")

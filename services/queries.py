@@ -16,6 +16,7 @@ from projections.consistency import queries as consistency_queries
 from projections.flags import queries as flag_queries
 from projections.journeys import queries as journey_queries
 from projections.timeline.queries import customer_timeline, freshness
+from services.readonly import check_statement
 
 
 def parse_time(text: str) -> datetime:
@@ -70,13 +71,8 @@ def run_query(client: Client, name: str, params: dict[str, object]) -> list[dict
 
 
 def run_sql(client: Client, statement: str) -> dict:
-    """Any one SQL statement: the column names and rows of a query (the embedded store names no columns when there
-    are no rows), or ``command: true`` for a command (DDL, INSERT ...)."""
-    words = statement.split(None, 1)
-    if not words:
-        raise ValueError("no SQL statement given")
-    if words[0].upper() not in ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"):
-        client.command(statement)
-        return {"columns": [], "rows": [], "command": True}
-    result = client.query(statement)
-    return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows], "command": False}
+    """One read-only query (``services.readonly.check_statement``): its column names and rows (the embedded store
+    names no columns when there are no rows). Run it on a read-only connection: the check here is for a clear
+    message, the connection's ``readonly=1`` is what enforces it."""
+    result = client.query(check_statement(statement))
+    return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows]}

@@ -14,6 +14,7 @@ from pydantic import Field, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumers.worker.config import WorkerConfig
+from projections.redact import MASK, redact_url
 from projections.stateful import Rules
 from schemas.channels import Channel
 from schemas.topics import Topics
@@ -42,7 +43,17 @@ class Settings(BaseSettings):
     * ``checkpoint_seconds``: how often the worker writes changed customer states to its changelog and commits
       its offsets (also after 200,000 records, and whenever partitions move to another worker). A crash redoes
       at most this much work; nothing is lost or counted twice either way. Longer means fewer state writes.
-    * ``api_host`` / ``api_port``: the worker's loopback read API.
+    * ``api_host`` / ``api_port``: where the HTTP service listens (ingest, reads; the worker runs it, or
+      ``omnitrail serve``). Loopback by default; any other address requires tokens.
+    * ``api_require_tokens``: reads need a read token (``omnitrail tokens create``) even on loopback. Always on when
+      ``api_host`` is not a loopback address. Ingest always needs a write key.
+    * ``api_allowed_hosts``: comma-separated ``Host`` header values the service answers (besides the loopback
+      names and ``api_host``); other hosts get 400, which stops DNS-rebinding pages reaching a loopback service.
+    * ``api_token``: the read token this process sends to the HTTP service (CLI reads through a worker).
+    * ``api_query_seconds``: time limit of one read (named query or ``/v1/sql``).
+    * ``credentials_file``: write keys and read tokens, stored hashed. Default ``<state_dir>/credentials.json``.
+    * ``clickhouse_read_url``: the ClickHouse URL analyst reads use (a read-only user on a server); default: the
+      ``clickhouse_url`` in effect. Reads are read-only either way (``readonly=1`` on every read connection).
     * ``session_timeout_ms``: Kafka consumer session timeout (>= 6000 for the local brokers).
     * ``stall_seconds``: a worker with lag that has processed nothing for this long logs an alarm.
     * ``worker_instance_id``: the worker's static group membership id (Kafka ``group.instance.id``). A worker that
@@ -57,7 +68,17 @@ class Settings(BaseSettings):
       journey has been quiet for longer than this.
     """
 
-    model_config = SettingsConfigDict(env_prefix="OMNITRAIL_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error quotes no input value, since one may be a URL with its password.
+    model_config = SettingsConfigDict(env_prefix="OMNITRAIL_", frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    def __repr_args__(self):
+        # repr() and str() end up in logs and tracebacks: URLs without their passwords, tokens not at all.
+        for name, value in super().__repr_args__():
+            if name and name.endswith("_url") and isinstance(value, str):
+                value = redact_url(value)
+            elif name and name.endswith(("_token", "_password", "_secret")) and value:
+                value = MASK
+            yield name, value
 
     state_dir: Path = Path(".omnitrail")
     kafka_bootstrap: str = "127.0.0.1:29092"
@@ -73,6 +94,12 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(default=5.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8765, ge=0, le=65535)
+    api_require_tokens: bool = False
+    api_allowed_hosts: str = ""
+    api_token: str = ""
+    api_query_seconds: float = Field(default=30.0, gt=0)
+    credentials_file: Path | None = None
+    clickhouse_read_url: str = ""
     session_timeout_ms: int = Field(default=10_000, ge=6000)
     worker_instance_id: str = ""
     stall_seconds: float = Field(default=60.0, gt=0)
@@ -91,6 +118,15 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         """The ClickHouse URL in effect."""
         return self.clickhouse_url or f"chdb://{self.state_dir / 'clickhouse'}"
+
+    @property
+    def read_url(self) -> str:
+        """The ClickHouse URL analyst reads use."""
+        return self.clickhouse_read_url or self.store_url
+
+    @property
+    def credentials_path(self) -> Path:
+        return (self.credentials_file or self.state_dir / "credentials.json").expanduser().resolve()
 
     @property
     def group_instance_id(self) -> str:

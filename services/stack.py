@@ -2,6 +2,7 @@
 
 No Docker engine is assumed. noida-db is an independent implementation of the Kafka protocol that keeps its data
 on disk; it is stopped with SIGINT so that it saves everything. Production uses Apache Kafka (docker-compose.yml).
+noida-db is the ``local`` extra, imported only to start a broker: the production image carries neither it nor chdb.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import noida_db
-
 from services.settings import Settings
 
 
 def noida_binary() -> Path:
+    try:
+        import noida_db
+    except ImportError:
+        raise RuntimeError("the local broker (noida-db) is not installed: pip install 'omnitrail[local]', or point "
+                           "OMNITRAIL_KAFKA_BOOTSTRAP at a Kafka cluster") from None
     return Path(noida_db.__file__).parent / "noida-db"
 
 
@@ -79,12 +83,13 @@ class LocalBroker:
         """Start the broker in the background and wait until it accepts connections."""
         if self.pid():
             return
+        binary = noida_binary()
         if port_open(self.host, self.port):
             raise RuntimeError(f"port {self.bootstrap} is already taken by another process")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "broker.log", "ab")
         self.process = subprocess.Popen(
-            [str(noida_binary()), "start", "--data-dir", str(self.data_dir), "--host", self.host,
+            [str(binary), "start", "--data-dir", str(self.data_dir), "--host", self.host,
              "--only", "kafka", "--kafka-port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid_file.write_text(str(self.process.pid))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from projections.stateful import Rules
@@ -15,7 +15,7 @@ class WorkerConfig:
     topics: Topics
     partitions: int                  # of every topic the worker reads (they must all have this many)
     state_dir: Path
-    store_url: str
+    store_url: str = field(repr=False)  # a server URL carries its password: never in a log line
     instance_id: str                 # static group membership: a restart takes the same partitions back at once
     rules: Rules = Rules()
     event_mode: str = "binary"       # CloudEvents mode of the derived events the worker publishes

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import orjson
 
-from services.reader import api_get
+from services.reader import api_call
 from services.settings import Settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The OMNITRAIL_ environment that rebuilds ``settings`` in another process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNITRAIL_")}
-    for name, value in settings.model_dump(mode="json", exclude={"store_url"}).items():
+    for name, value in settings.model_dump(mode="json", exclude={"store_url"}, exclude_none=True).items():
         env[f"OMNITRAIL_{name.upper()}"] = value if isinstance(value, str) else orjson.dumps(value).decode()
     return env
 
@@ -43,7 +43,7 @@ class WorkerProcess:
     def start(self, timeout: float = 60) -> WorkerProcess:
         self._spawn()
         deadline = time.monotonic() + timeout
-        while not api_get(self.settings, "/health", 1):
+        while not api_call(self.settings, "/health", 1):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()  # leave no half-started worker behind
                 raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")

@@ -1,0 +1,179 @@
+"""``POST /v1/events``: the CloudEvents HTTP binding (structured, binary and batch modes) onto the channel topics.
+
+A request is all or nothing: every event is validated with the same models the worker uses and checked against
+the caller's write key before any is published; a request with one bad event publishes none and answers per event
+(422 invalid, 403 not allowed by the key). 202 comes only after the broker acknowledged every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel
+
+from consumers import kafka
+from schemas.codec import (BATCH_CONTENT_TYPE, MAX_RECORD_BYTES, STRUCTURED_CONTENT_TYPE, DecodeError, Record, encode,
+                           from_http)
+from schemas.derived import DERIVED
+from schemas.envelope import Event
+from services.credentials import WriteKey
+from services.settings import Settings
+
+MAX_BATCH_EVENTS = 1000
+MAX_REQUEST_BYTES = 5 * MAX_RECORD_BYTES
+DERIVED_TYPES = {p.type_name() for p in DERIVED}
+
+
+class EventResult(BaseModel):
+    index: int
+    id: str | None = None
+    status: Literal["accepted", "invalid", "forbidden", "not delivered"]
+    error: str | None = None
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    events: list[EventResult]
+
+
+class IngestRefused(HTTPException):
+    def __init__(self, status: int, message: str, events: list[EventResult]):
+        super().__init__(status, message)
+        self.events = events
+
+
+class Ingest:
+    """Publishes validated events to their channel topics and resolves each request when the broker acknowledged it.
+
+    One producer for the whole service (it is thread-safe); a thread serves its delivery reports."""
+
+    def __init__(self, settings: Settings, delivery_seconds: float = 10.0):
+        self._bootstrap, self._topics, self._mode = settings.kafka_bootstrap, settings.topics, settings.event_mode
+        self._delivery_ms = int(delivery_seconds * 1000)
+        self._producer = None  # connected on the first request: a service that only reads never talks to Kafka
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    def _connected(self):
+        with self._lock:
+            if self._producer is None:
+                self._producer = kafka.producer(self._bootstrap, **{"delivery.timeout.ms": self._delivery_ms,
+                                                                    "linger.ms": 2})
+                self._poller = threading.Thread(target=self._poll, name="ingest-deliveries", daemon=True)
+                self._poller.start()
+            return self._producer
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def records(self, events: list[Event]) -> list[tuple[str, Record]]:
+        return [(self._topics.channel(event.channel), encode(event, self._mode)) for event in events]
+
+    async def publish(self, records: list[tuple[str, Record]]) -> list[str | None]:
+        """Publish (topic, record) pairs; per record, None when the broker acknowledged it or the broker's error."""
+        producer = self._connected()
+        loop = asyncio.get_running_loop()
+        futures = []
+        for topic, record in records:
+            future = loop.create_future()
+
+            def report(err, _msg, future=future) -> None:  # called on the poller thread
+                loop.call_soon_threadsafe(lambda: future.done() or future.set_result(err and err.str()))
+
+            while True:
+                try:
+                    producer.produce(topic, record.value, record.key,
+                                           headers=record.headers, on_delivery=report)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain
+                    await asyncio.sleep(0.01)
+            futures.append(future)
+        return list(await asyncio.gather(*futures))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._producer is not None:
+            self._poller.join()
+            self._producer.flush(10)
+
+
+def admit(results: list[Event | DecodeError], key: WriteKey) -> list[EventResult]:
+    """Per event: valid, not derived, and within the key's binding (channels, source prefix)."""
+    out = []
+    for i, item in enumerate(results):
+        if isinstance(item, DecodeError):
+            out.append(EventResult(index=i, status="invalid", error=item.reason))
+        elif item.type in DERIVED_TYPES:
+            out.append(EventResult(index=i, id=item.id, status="forbidden",
+                                   error=f"{item.type} is derived by omnitrail's projections and cannot be published"))
+        elif refusal := key.refusal(item.channel.value, item.source):
+            out.append(EventResult(index=i, id=item.id, status="forbidden", error=refusal))
+        else:
+            out.append(EventResult(index=i, id=item.id, status="accepted"))
+    return out
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        raise HTTPException(413, f"request body is {declared} bytes; the limit is {MAX_REQUEST_BYTES}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_REQUEST_BYTES:
+            raise HTTPException(413, f"request body is over the {MAX_REQUEST_BYTES} byte limit")
+    return bytes(body)
+
+
+EVENT_SCHEMA = {"$ref": "#/components/schemas/CloudEvent"}
+BODY_DOC = {"requestBody": {"required": True, "content": {
+    STRUCTURED_CONTENT_TYPE: {"schema": EVENT_SCHEMA},
+    BATCH_CONTENT_TYPE: {"schema": {"type": "array", "items": EVENT_SCHEMA, "maxItems": MAX_BATCH_EVENTS}},
+    "application/json": {"schema": {"type": "object", "description": "binary mode: the event's data; its "
+                                    "attributes are ce-* headers (ce-specversion, ce-id, ce-source, ce-type, ...)"}},
+}}}
+
+
+def router(ingest: Ingest, write_key) -> APIRouter:
+    api = APIRouter(tags=["ingest"])
+
+    @api.post("/v1/events", status_code=202, response_model=IngestResult, response_model_exclude_none=True,
+              openapi_extra=BODY_DOC,
+              summary="Publish CloudEvents (structured, binary or batch mode)")
+    async def post_events(request: Request, key: WriteKey = Depends(write_key)) -> IngestResult:
+        body = await read_body(request)
+        try:
+            results = from_http(body, request.headers)
+        except DecodeError as exc:
+            status = 415 if exc.reason.startswith("content-type") else 422
+            raise HTTPException(status, exc.reason) from None
+        if not results:
+            raise HTTPException(422, "the batch holds no events")
+        if len(results) > MAX_BATCH_EVENTS:
+            raise HTTPException(422, f"a batch holds at most {MAX_BATCH_EVENTS} events, not {len(results)}")
+        verdicts = admit(results, key)
+        refused = [v for v in verdicts if v.status != "accepted"]
+        if refused:
+            invalid = any(v.status == "invalid" for v in refused)
+            raise IngestRefused(422 if invalid else 403,
+                                f"{len(refused)} of {len(verdicts)} event(s) refused, none published: "
+                                f"{refused[0].error}", verdicts)
+        records = ingest.records(results)  # type: ignore[arg-type]
+        too_big = [i for i, (_, r) in enumerate(records) if len(r.value) > MAX_RECORD_BYTES]
+        if too_big:
+            raise HTTPException(413, f"event(s) {too_big[:10]} exceed the {MAX_RECORD_BYTES} byte limit per event")
+        errors = await ingest.publish(records)
+        if any(errors):
+            events = [EventResult(index=v.index, id=v.id, status="not delivered" if e else "accepted", error=e)
+                      for v, e in zip(verdicts, errors)]
+            failed = sum(1 for e in errors if e)
+            raise IngestRefused(503, f"the broker did not acknowledge {failed} of {len(events)} event(s); retry "
+                                     "them (the same id is a no-op downstream)", events)
+        return IngestResult(accepted=len(verdicts), events=verdicts)
+
+    return api
