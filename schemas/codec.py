@@ -19,18 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from functools import cache
+from typing import Annotated, Literal, Union
 from urllib.parse import unquote
 
+import msgspec
 import orjson
+from pydantic import Field, TypeAdapter, ValidationError
 
-from schemas.envelope import Event, InvalidEvent, parse_event
+from schemas.envelope import Event, InvalidEvent, parse_event, typed_event
+from schemas.registry import BY_TYPE
 from schemas.upcasters import upcast
 
 Mode = Literal["binary", "structured"]
 Headers = list[tuple[str, bytes]]
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 MAX_RECORD_BYTES = 1_000_000  # an interaction event is small; anything bigger is a producer bug, not data
 
 
@@ -51,20 +56,39 @@ class Record:
     headers: Headers
 
 
-def _dumps(obj) -> bytes:
-    return orjson.dumps(obj)
+# The envelope attributes that travel as ce_ headers in binary mode, in the model's order.
+_HEADERS = tuple((name, f"ce_{name}") for name in ("specversion", "id", "source", "type", "subject", "time",
+                                                   "dataschema", "channel", "correlationid", "causationid"))
+
+
+def _text(value) -> str:
+    if isinstance(value, str):  # Channel is a StrEnum: its value
+        return value
+    return value.isoformat().replace("+00:00", "Z")  # time, always UTC: the same text pydantic's JSON mode gives
 
 
 def encode(event: Event, mode: Mode = "binary") -> Record:
     """The Kafka record for ``event`` in the given CloudEvents mode."""
+    # pydantic-core's serializer writes the JSON in Rust: several times cheaper than model_dump and orjson, which
+    # matters to HTTP ingest, where encoding was a quarter of a request's time.
     key = event.subject.encode()
     if mode == "structured":
-        return Record(key, _dumps(event.model_dump(mode="json", exclude_none=True)),
+        return Record(key, event.__pydantic_serializer__.to_json(event, exclude_none=True),
                       [("content-type", STRUCTURED_CONTENT_TYPE.encode())])
-    attrs = event.model_dump(mode="json", exclude_none=True, exclude={"data", "datacontenttype"})
-    headers = [(f"ce_{name}", str(value).encode()) for name, value in attrs.items()]
+    headers = [(header, _text(value).encode()) for name, header in _HEADERS if (value := getattr(event, name)) is not None]
     headers.append(("content-type", event.datacontenttype.encode()))
-    return Record(key, _dumps(event.data.model_dump(mode="json")), headers)
+    return Record(key, event.data.__pydantic_serializer__.to_json(event.data), headers)
+
+
+def as_sent(event: Event, raw: bytes) -> Record:
+    """The structured-mode record of ``event`` from the JSON its producer sent (``raw``, already validated as
+    ``event``): the log keeps the event as it was sent, and nothing is serialised again."""
+    return Record(event.subject.encode(), raw, [("content-type", STRUCTURED_CONTENT_TYPE.encode())])
+
+
+def split_batch(body: bytes) -> list[bytes]:
+    """The JSON text of each event of a batch body (a JSON array), without parsing the events."""
+    return [bytes(raw) for raw in _RAW_LIST.decode(body)]
 
 
 def _header_dict(headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None) -> dict[str, str]:
@@ -113,11 +137,23 @@ def decode(value: bytes | None,
         raise DecodeError(f"invalid event: {exc}") from None
 
 
+@cache
+def _batch_adapter() -> TypeAdapter:
+    """A whole batch in one validation: the envelope models of every registered type, told apart by ``type``."""
+    models = tuple(typed_event(name) for name in BY_TYPE)
+    return TypeAdapter(list[Annotated[Union[models], Field(discriminator="type")]])  # noqa: UP007
+
+
 def from_http(body: bytes, headers: Mapping[str, str]) -> list[Event | DecodeError]:
     """The events of one HTTP request in any CloudEvents HTTP mode, each validated on its own (a batch answers per
     event). Raises ``DecodeError`` when the request as a whole is not CloudEvents (its content-type, its JSON)."""
     hdrs = {name.lower(): value for name, value in headers.items()}
     ctype = hdrs.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == BATCH_CONTENT_TYPE:
+        try:  # the common case, a valid batch, in one pass; any problem: per event below, for per-event reasons
+            return list(_batch_adapter().validate_json(body))
+        except (ValidationError, OverflowError):
+            pass
     try:
         body_json = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -94,5 +94,7 @@ def run(config: WorkerConfig, on_ready: Callable[[], None] = lambda: None, logle
                     datadir=str(config.state_dir / "faust"))
     app.producer_only = True  # no faust consumer group: the consume loop owns the channel topics
     tune_gc()
-    faust.Worker(app, ProjectionService(loop, config.stall_seconds), loglevel=loglevel.upper(),
-                 quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, ProjectionService(loop, config.stall_seconds), loglevel=loglevel.upper(), quiet=True,
+                          redirect_stdouts=False)
+    worker.spinner = None  # no terminal spinner (it writes cursor codes even to a log file): one ready line says it
+    worker.execute_from_commandline()

@@ -17,7 +17,8 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+import anyio
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -37,6 +38,12 @@ from services.status import pipeline_health
 log = logging.getLogger("omnitrail.http")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 BODY_TYPES = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json")
+
+
+class Pipeline(BaseModel):
+    lag: int | None          # events the workers have not projected yet
+    deadletters: int | None  # records on the dead-letter topic
+    error: str | None        # why a figure is unknown (Kafka unreachable)
 
 
 class Problem(BaseModel):
@@ -128,7 +135,7 @@ def create_app(settings: Settings, *, pool: ReadPool | None = None, ingestor: in
             return page
         body: dict[str, Any] = {"error": str(exc.detail)}
         if isinstance(exc, ingest.IngestRefused):
-            body["events"] = [e.model_dump(exclude_none=True) for e in exc.events]
+            body["events"] = exc.events
         return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -148,6 +155,11 @@ def create_app(settings: Settings, *, pool: ReadPool | None = None, ingestor: in
     app.include_router(ingest.router(ingestor, auth.write_key))
     app.include_router(reads.router(pool, auth.reader))
     app.include_router(rebuilds.router(replays, auth.admin))
+    @app.get("/v1/pipeline", tags=["reads"], response_model=Pipeline, dependencies=[Depends(auth.reader)],
+             summary="Pipeline health: lag and dead letters")
+    async def pipeline():
+        return await anyio.to_thread.run_sync(pipeline_health, settings)
+
     app.include_router(pages.login_router)
     app.include_router(pages.router(pool, auth.reader, lambda: pipeline_health(settings)))
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")

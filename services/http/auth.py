@@ -43,7 +43,7 @@ class Auth:
     def __init__(self, credentials: Credentials, tokens_required: bool):
         self.credentials, self.tokens_required = credentials, tokens_required
 
-    def write_key(self, request: Request) -> WriteKey:
+    async def write_key(self, request: Request) -> WriteKey:  # async: no thread-pool hop per request
         secret = _bearer(request)
         if secret is None:
             raise HTTPException(401, "ingest needs a write key: send 'Authorization: Bearer <key>' "
@@ -53,10 +53,10 @@ class Auth:
             raise HTTPException(401, "unknown or revoked write key")
         return key
 
-    def reader(self, request: Request) -> ReadToken | None:
+    async def reader(self, request: Request) -> ReadToken | None:
         return self._token(request, "read")
 
-    def admin(self, request: Request) -> ReadToken | None:
+    async def admin(self, request: Request) -> ReadToken | None:
         return self._token(request, "admin")
 
     def _token(self, request: Request, scope: str) -> ReadToken | None:

@@ -109,6 +109,12 @@ def router(pool: ReadPool, reader: Callable) -> APIRouter:
     async def journeys(request: Request, customer_id: CustomerId):
         return await rows(request, "journeys", customer_id=customer_id)
 
+    @api.get("/v1/whois/{identifier:path}", response_model=Rows,
+             summary="The customer an identifier belongs to now, and its history of links")
+    async def whois(request: Request, identifier: Annotated[str, Path(
+            min_length=3, max_length=600, description="kind:value, e.g. twitter:@jan or address:1234AB-1")]):
+        return await rows(request, "whois", identifier=identifier)
+
     @api.get("/v1/metrics", response_model=Rows, summary="Experience metrics per channel and day")
     async def metrics(request: Request, channel: Channel | None = None,
                       days: Annotated[int, Query(ge=1, le=3660)] = 30):

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.upcasters import upcast
-from schemas.codec import MAX_RECORD_BYTES, STRUCTURED_CONTENT_TYPE, DecodeError, Record, decode, encode
+from schemas.codec import (BATCH_CONTENT_TYPE, MAX_RECORD_BYTES, STRUCTURED_CONTENT_TYPE, DecodeError, Record, as_sent,
+                           decode, encode, from_http, split_batch)
 from schemas.envelope import Event
 from tests.schemas.payload_samples import CHANNEL_OF, SAMPLES
 
@@ -27,6 +28,7 @@ addresses = st.builds(ev.PostalAddress, street=st.text(min_size=1, max_size=40),
     country=st.text(min_size=2, max_size=2))
 amounts = st.decimals(min_value=0, max_value=10**12 - 1, places=2, allow_nan=False, allow_infinity=False)
 currencies = st.text(min_size=3, max_size=3)
+identity_kinds = st.sampled_from(["phone", "email", "twitter", "facebook", "whatsapp", "loyalty_card", "other"])
 
 
 @st.composite
@@ -50,8 +52,8 @@ payloads = st.one_of(
               discount_code=short),
     st.builds(ev.PriceQuoted, subject=ids, amount=amounts, currency=currencies),
     st.builds(ev.AddressChanged, address=addresses, previous=st.none() | addresses),
-    st.builds(ev.IdentityLinked, kind=st.sampled_from(["phone", "email", "twitter", "facebook", "whatsapp",
-                                                       "loyalty_card", "other"]), value=ids),
+    st.builds(ev.IdentityLinked, kind=identity_kinds, value=ids),
+    st.builds(ev.IdentityUnlinked, kind=identity_kinds, value=ids),
     feedback(),
 )
 
@@ -339,3 +341,42 @@ def test_sub_minute_utc_offset_survives_the_codec(mode):
 def test_structured_content_type_wins_over_ce_headers():
     record = encode(sample(), "structured")
     assert decode(record.value, [*record.headers, ("ce_specversion", b"1.0")]) == sample()
+
+
+# --- the CloudEvents HTTP binding (ingest) ----------------------------------------------------------------------------
+def _sample_events() -> list[Event]:
+    start = datetime(2026, 11, 1, 9, tzinfo=timezone.utc)
+    return [Event.of(p, customer=f"c-{i}", channel=CHANNEL_OF[t], source="/test/http", id=f"h-{i}",
+                     time=start + timedelta(minutes=i)) for i, (t, p) in enumerate(SAMPLES.items())]
+
+
+def test_a_valid_batch_reads_as_the_same_events_as_one_by_one():
+    events = _sample_events()
+    body = orjson.dumps([e.model_dump(mode="json", exclude_none=True) for e in events])
+    assert from_http(body, {"Content-Type": BATCH_CONTENT_TYPE}) == events
+    assert [decode(as_sent(e, raw).value, as_sent(e, raw).headers) for e, raw in zip(events, split_batch(body))] \
+        == [upcast(e) for e in events]
+
+
+def test_a_batch_with_a_bad_event_answers_per_event():
+    good, bad = (e.model_dump(mode="json", exclude_none=True) for e in _sample_events()[:2])
+    bad["time"] = "yesterday"
+    results = from_http(orjson.dumps([good, bad]), {"content-type": BATCH_CONTENT_TYPE})
+    assert isinstance(results[0], Event) and isinstance(results[1], DecodeError)
+    assert results[1].reason.startswith("invalid event: time:")
+
+
+def test_binary_mode_headers_are_percent_decoded():
+    event = _sample_events()[0]
+    headers = {f"ce-{k}": str(v) for k, v in
+               event.model_dump(mode="json", exclude_none=True, exclude={"data", "datacontenttype"}).items()}
+    headers["ce-source"] = "/test%2Fhttp"  # '/' sent percent-encoded, as an SDK may
+    [decoded] = from_http(orjson.dumps(event.data.model_dump(mode="json")),
+                          {**headers, "content-type": "application/json"})
+    assert decoded == event
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "", "application/xml"])
+def test_a_body_that_is_not_cloudevents_is_refused_as_a_whole(ctype):
+    with pytest.raises(DecodeError, match="content-type must be"):
+        from_http(b"{}", {"content-type": ctype})

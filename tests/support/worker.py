@@ -37,7 +37,8 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
 
     def _spawn(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "services", "worker"], env=settings_env(self.settings),
+        self.proc = subprocess.Popen([sys.executable, "-m", "services", "worker", "--log-level", "info"],
+                                     env=settings_env(self.settings),
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def start(self, timeout: float = 60) -> WorkerProcess:
