@@ -4,15 +4,29 @@ Pure: no I/O, no clock. The live worker and ``omnitrail replay`` both call it, a
 
 A customer's state (one JSON-serialisable dict, kept by the runtime per customer)::
 
-    {"w": {"<topic>:<partition>": next offset}, "ids": [64-bit id hash, ...], "p": {projection: fold state}}
+    {"w": {"<topic>:<partition>": next offset}, "ids": {identity: content digest}, "p": {projection: fold state}}
 
 * ``w``, offset watermarks: a record read at an offset below its partition's watermark was already folded into
   this state (a redelivery after a crash or a rebalance) and is skipped whole: no rows, no folds, no derived
   events. A state may be ahead of the committed offsets (checkpointed just before a crash); the watermarks make
   that exact. Watermarks are per (topic, partition), read in log order before anything is sorted.
-* ``ids``: the hashes of the customer's most recent (source, id) pairs, bounded and updated in place. A producer
-  that publishes the same event twice (a retry) at two offsets is caught here; older duplicates fall to the
-  projections' own semantics (rows collapse on their keys, flags count a return once).
+* ``ids``: the identities (``identity``: a 64-bit hash of (source, id), as hex) of the customer's most recent
+  events, oldest first, each with a digest of its content (``content_digest``). History is immutable: the first
+  event with a (source, id) stands. A later one with the same content (a producer's retry, the same event sent once
+  in binary and once in structured mode) is skipped; one with different content is a *conflicting duplicate*: it
+  changes no projection and is reported in ``Applied.failed`` (the worker dead-letters it). A dict, not a list:
+  looking an id up in a list of 256 cost ~2-3 µs per event.
+
+  The window is bounded (``IDS_KEPT``, trimmed to the newest ``IDS_KEPT - IDS_TRIM``), so state does not grow with
+  a customer's history: a repeated (source, id) is recognised while the original is among the customer's newest
+  128-256 events. An older one is projected like a new event (on the timeline it adds a row, or replaces the
+  original's when the time is equal; the folds still count a (source, id) they hold once). Recognising every
+  repeat would take a digest per event ever seen, which the store holds already (the timeline has every
+  (source, id)) but the engine is pure and cannot ask it. Identity is per customer: the same (source, id) under
+  another subject is another customer's event. A digest is 32 bits: two different contents may share one (odds
+  2^-32), and then the later event is skipped instead of reported; either way the first stands. A state written
+  before digests were kept (``ids`` a list of signed 64-bit hashes) is converted on first use, its digests unknown
+  (``UNKNOWN``), which count as the same content.
 
 A customer's events come from several channel topics, so a batch may hold them out of time order: each
 customer's new events are folded in time order (stable: equal times keep log order).
@@ -21,17 +35,22 @@ customer's new events are folded in time order (stable: equal times keep log ord
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
+import msgspec
 import pyarrow as pa
 
 from projections.arrow import to_arrow
 from projections.origin import Origin
 from projections.registry import PROJECTIONS, STATEFUL, Projection
 from projections.stateful import Rules, StatefulProjection
+from schemas.wire import WireEvent, from_model
 
 IDS_KEPT, IDS_TRIM = 256, 128  # ids remembered per customer; trimmed in bulk so appends stay O(1) amortised
+UNKNOWN = 0  # the digest of an id remembered before digests were kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +67,40 @@ class Record:
 class Applied:
     rows: dict[str, list[dict]] = field(default_factory=dict)  # table -> rows to store
     derived: list = field(default_factory=list)                # derived events to publish
-    failed: dict[int, str] = field(default_factory=dict)       # record index -> why a projection rejected it
+    failed: dict[int, str] = field(default_factory=dict)       # record index -> why it is not (all) projected
     changed: set[str] = field(default_factory=set)             # customers whose state changed
-    skipped: int = 0                                           # redeliveries and repeated ids
+    skipped: int = 0                                           # redeliveries and repeated events
 
 
-def id_hash(source: str, id: str) -> int:
-    """A stable 64-bit hash of an event's identity (Python's ``hash`` changes between processes)."""
-    return int.from_bytes(hashlib.blake2b(f"{source}\x1f{id}".encode(), digest_size=8).digest(), "big", signed=True)
+def identity(source: str, id: str) -> str:
+    """A stable 64-bit hash of an event's identity, as 16 hex digits (Python's ``hash`` changes between processes;
+    text, since the ids are the keys of a JSON object)."""
+    return hashlib.blake2b(f"{source}\x1f{id}".encode(), digest_size=8).hexdigest()
+
+
+def _identities(hashes: list[int]) -> dict[str, int]:
+    """The ``ids`` of a state from before digests were kept: there, the same hashes as signed integers."""
+    return {(h % 2**64).to_bytes(8, "big").hex(): UNKNOWN for h in hashes}
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def content_digest(event) -> int:
+    """A stable 32-bit digest of everything that makes the event what it is: its whole envelope (type, subject,
+    time, channel, correlationid, causationid, dataschema, ...) and data. Computed on the decoded event, so the same
+    event gives the same digest in either CloudEvents mode and from either decoder; pydantic events (tests) are
+    converted to the wire form first. CRC-32 because it is cheap and a collision costs only a report (see above)."""
+    return zlib.crc32(_encode(event if isinstance(event, WireEvent) else from_model(event)))
+
+
+def conflict_reason(event) -> str:
+    return (f"conflicting duplicate: ({event.source}, {event.id}) was first published with different content; "
+            "the first event stands")
 
 
 def new_state() -> dict:
-    return {"w": {}, "ids": [], "p": {}}
+    return {"w": {}, "ids": {}, "p": {}}
 
 
 class Engine:
@@ -73,9 +114,7 @@ class Engine:
         """Apply ``records`` (in log order) to ``states`` (customer -> state), which are updated in place; a
         customer without a state gets a new one."""
         out = Applied()
-        # Without folds there is nothing to keep exact but rows, and rows collapse on their keys: no state needed
-        # (a rebuild of the timeline keeps no per-customer state at all).
-        fresh = self._new_records(records, states, out) if self.stateful else range(len(records))
+        fresh = self._new_records(records, states, out)
         rows: dict[str, list[dict]] = {p.table: [] for p in (*self.projections, *self.stateful)}
         for i in fresh:
             rec = records[i]
@@ -101,6 +140,11 @@ class Engine:
         out.rows = {table: r for table, r in rows.items() if r}
         return out
 
+    def remember(self, records: Sequence[Record], states: dict[str, dict]) -> None:
+        """Note ``records`` in ``states`` as ``apply`` would, without projecting them: how a resumed rebuild of a
+        stateless projection, which saves no states, recalls the events it projected before."""
+        self._new_records(records, states, Applied())
+
     def tables(self, applied: Applied) -> dict[str, pa.Table]:
         """The applied rows as Arrow tables, the form the store ingests fastest. Of a versioned table only the last
         row of each key is kept: the store would keep just that one (and does so after a crash replay too)."""
@@ -111,28 +155,40 @@ class Engine:
                 rows[p.table] = list({tuple(r[k] for k in p.versioned_key): r for r in rows[p.table]}.values())
         return {table: to_arrow(r, schemas[table]) for table, r in rows.items()}
 
-    @staticmethod
-    def _new_records(records: Sequence[Record], states: dict[str, dict], out: Applied) -> list[int]:
-        """Indexes of the records not yet folded into their customer's state; advances watermarks and ids."""
+    def _new_records(self, records: Sequence[Record], states: dict[str, dict], out: Applied) -> list[int]:
+        """Indexes of the records to project: not yet folded into their customer's state, and not a repeat of a
+        remembered event. Advances watermarks and ids; a conflicting duplicate goes to ``out.failed``."""
+        # Without folds (a rebuild of the timeline, which reads each offset once) rows are all there is to keep
+        # exact, so no watermarks: only the ids, for the same first-one-stands rule as the live worker.
+        marks_kept = bool(self.stateful)
         fresh = []
         for i, rec in enumerate(records):
-            customer = rec.event.subject
+            event = rec.event
+            customer = event.subject
             state = states.get(customer)
             if state is None:
                 state = states[customer] = new_state()
-            marks, where = state["w"], f"{rec.read_at.topic}:{rec.read_at.partition}"
-            if rec.read_at.offset < marks.get(where, 0):
-                out.skipped += 1
-                continue
-            marks[where] = rec.read_at.offset + 1
+            if marks_kept:
+                marks, where = state["w"], f"{rec.read_at.topic}:{rec.read_at.partition}"
+                if rec.read_at.offset < marks.get(where, 0):
+                    out.skipped += 1
+                    continue
+                marks[where] = rec.read_at.offset + 1
             out.changed.add(customer)
-            ids, h = state["ids"], id_hash(rec.event.source, rec.event.id)
-            if h in ids:
-                out.skipped += 1
+            ids = state["ids"]
+            if ids.__class__ is list:
+                ids = state["ids"] = _identities(ids)
+            key, digest = identity(event.source, event.id), content_digest(event)
+            first = ids.get(key)
+            if first is not None:
+                if first == digest or first == UNKNOWN:
+                    out.skipped += 1
+                else:
+                    out.failed[i] = conflict_reason(event)
                 continue
-            ids.append(h)
-            if len(ids) > IDS_KEPT:
-                del ids[:IDS_TRIM]
+            ids[key] = digest
+            if len(ids) > IDS_KEPT:  # the oldest first: a dict keeps insertion order, and so does JSON
+                for old in list(islice(ids, IDS_TRIM)):
+                    del ids[old]
             fresh.append(i)
         return fresh
-

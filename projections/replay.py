@@ -16,6 +16,14 @@ range twice changes nothing: no event is missed and none shows twice. Progress i
 states it changed in ``omnitrail_replay_states`` just before: an interrupted rebuild resumes where it stopped. The
 states may then be a batch ahead of the positions; re-folding those events changes nothing, as a state remembers
 the events folded into it.
+
+A rebuild projects what the live worker projected: it leaves out the records the worker dead-letters (those it
+cannot decode, those ``projections.admission`` refuses, and, through the same engine, conflicting duplicates of an
+event it projected first). A stateless rebuild (timeline, quotes, feedback) keeps the engine's per-customer id
+window in memory only; when it resumes, it first re-reads what it had rebuilt, to remember those events (no rows).
+Which of two versions of an event counts as first is decided by the order they are read in: the same in a rebuild
+when both lie on one partition of one topic (the usual case: a producer re-emitting on its channel), possibly not
+when they lie on different topics or partitions.
 """
 
 from __future__ import annotations
@@ -23,13 +31,14 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from projections.admission import Admission
 from projections.engine import Engine, Record
 from projections.origin import Origin
 from projections.registry import PROJECTIONS, STATEFUL
@@ -171,30 +180,14 @@ class Rebuild:
                 self.client.command(f"CREATE TABLE {self.table}{REBUILD} AS {self.table}")
             p.total = sum(p.ends.values())
             p.events = sum(p.positions.values())
-            todo = [TopicPartition(tp.topic, tp.partition, p.positions[f"{tp.topic}:{tp.partition}"] or OFFSET_BEGINNING)
-                    for tp in partitions if p.positions[f"{tp.topic}:{tp.partition}"] < p.ends[f"{tp.topic}:{tp.partition}"]]
             p.state = "rebuilding"
             self._checkpoint("rebuilding")
-            engine, sink = self._engine(), Sink(self.client)
-            consumer.assign(todo)
-            remaining = {f"{tp.topic}:{tp.partition}" for tp in todo}
-            while remaining and not self._cancelled:
-                batch = []
-                for msg in consumer.consume(self.batch_size, 1.0):
-                    if msg.error() is not None:
-                        continue
-                    key = f"{msg.topic()}:{msg.partition()}"
-                    if key not in remaining or msg.offset() >= p.ends[key]:
-                        continue  # beyond the captured end: the live worker's part
-                    try:
-                        origin = Origin(msg.topic(), msg.partition(), msg.offset())
-                        batch.append(Record(decode_fast(msg.value(), msg.headers()), origin, origin))
-                    except DecodeError:
-                        pass  # the live worker dead-lettered it; `omnitrail deadletter` deals with it
-                    p.positions[key] = msg.offset() + 1
-                    if p.positions[key] >= p.ends[key]:
-                        remaining.discard(key)
-                        consumer.pause([TopicPartition(msg.topic(), msg.partition())])
+            engine, sink, admission = self._engine(), Sink(self.client), Admission.for_log(self.topics)
+            if resume and not stateful:  # its id window was not saved: remember what was rebuilt before
+                for batch in self._read(consumer, partitions, dict.fromkeys(p.positions, 0), dict(p.positions),
+                                        admission):
+                    engine.remember(batch, states)
+            for batch in self._read(consumer, partitions, p.positions, p.ends, admission):
                 if batch:
                     applied = engine.apply(batch, states)
                     sink.write(engine.tables(applied))
@@ -213,6 +206,37 @@ class Rebuild:
                 self._forget_states()
         finally:
             consumer.close()
+
+    def _read(self, consumer: Consumer, partitions: list[TopicPartition], positions: dict[str, int],
+              ends: dict[str, int], admission: Admission) -> Iterator[list[Record]]:
+        """Batches of the records from ``positions`` up to ``ends`` ("topic:partition" -> offset), advancing
+        ``positions``; without the records the live worker dead-letters (see the module docstring)."""
+        todo = [TopicPartition(tp.topic, tp.partition, positions[f"{tp.topic}:{tp.partition}"] or OFFSET_BEGINNING)
+                for tp in partitions if positions[f"{tp.topic}:{tp.partition}"] < ends[f"{tp.topic}:{tp.partition}"]]
+        consumer.assign(todo)
+        consumer.resume(todo)  # librdkafka keeps a partition paused across assignments (an earlier read paused it)
+        remaining = {f"{tp.topic}:{tp.partition}" for tp in todo}
+        while remaining and not self._cancelled:
+            batch = []
+            for msg in consumer.consume(self.batch_size, 1.0):
+                if msg.error() is not None:
+                    continue
+                key = f"{msg.topic()}:{msg.partition()}"
+                if key not in remaining or msg.offset() >= ends[key]:
+                    continue  # at or beyond the end (of a rebuild: the live worker's part)
+                try:
+                    event = decode_fast(msg.value(), msg.headers())
+                except DecodeError:
+                    event = None  # the live worker dead-lettered it; `omnitrail deadletter` deals with it
+                if event is not None and admission.refusal(event, msg.topic()) is None:
+                    origin = Origin(msg.topic(), msg.partition(), msg.offset())
+                    batch.append(Record(event, origin, origin))
+                positions[key] = msg.offset() + 1
+                if positions[key] >= ends[key]:
+                    remaining.discard(key)
+                    consumer.pause([TopicPartition(msg.topic(), msg.partition())])
+            yield batch
+        consumer.unassign()
 
     def _switch(self) -> None:
         live, new, old = self.table, self.table + REBUILD, self.table + OLD

@@ -2,7 +2,8 @@
 
 An input object is a CloudEvent whose envelope attributes may be left out: ``type`` may be a short name
 (``MailReturned``: its latest version), ``customer`` may stand for ``subject``, and ``id`` (a new UUID),
-``time`` (now), ``source`` (settings), ``dataschema`` and ``specversion`` get defaults.
+``time`` (now), ``source`` (settings), ``dataschema`` and ``specversion`` get defaults. Derived event types
+(``AddressFlagged``, ...) are refused: only the projection worker publishes them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from schemas.derived import DERIVED
 from schemas.envelope import Event, InvalidEvent, parse_event, schema_urn
 from schemas.registry import payload_for
 
@@ -27,9 +29,13 @@ def event_from_input(obj: object, source: str) -> Event:
             raise InvalidEvent([f"customer: {customer!r} differs from subject {obj['subject']!r}; give one"])
     if isinstance(obj.get("type"), str):
         try:
-            obj["type"] = payload_for(obj["type"]).type_name()
+            payload = payload_for(obj["type"])
         except KeyError as exc:
             raise InvalidEvent([f"type: {exc.args[0]}"]) from None
+        if payload in DERIVED:
+            raise InvalidEvent([f"type: {payload.name} is a derived event: only the projection worker publishes "
+                                "it, from what the projections conclude"])
+        obj["type"] = payload.type_name()
         obj.setdefault("dataschema", schema_urn(obj["type"]))
     obj.setdefault("specversion", "1.0")
     obj.setdefault("id", str(uuid.uuid4()))

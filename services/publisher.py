@@ -2,7 +2,9 @@
 
 ``Publisher`` is idempotent (``enable.idempotence``, ``acks=all``) and returns only once the broker confirmed
 every record, or raises ``PublishError`` naming the events that failed. Events are pydantic models, so invalid
-input is rejected when it is built, before anything reaches Kafka.
+input is rejected when it is built, before anything reaches Kafka. Derived events (``schemas.derived``) are what
+the projections conclude: only the projection worker publishes them, so they are refused (``DerivedEventError``)
+before anything is published (the worker would dead-letter them anyway).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, Producer
 
 from schemas.codec import encode
+from schemas.derived import DERIVED
 from schemas.envelope import Event
 from services.settings import Settings
 
@@ -23,6 +26,17 @@ class PublishError(RuntimeError):
         self.failures = failures
         sample = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:5])
         super().__init__(f"{len(failures)} event(s) not delivered: {sample}")
+
+
+class DerivedEventError(ValueError):
+    """``publish_many`` was given derived events; nothing was published."""
+
+    def __init__(self, events: list[Event]):
+        self.events = events
+        names = ", ".join(sorted({e.name for e in events}))
+        super().__init__(f"refusing to publish derived event type(s) {names} ({len(events)} event(s), e.g. id "
+                         f"{events[0].id}): derived events are published by the projection worker only; nothing "
+                         "was published")
 
 
 class Publisher:
@@ -48,7 +62,12 @@ class Publisher:
         self.publish_many([event])
 
     def publish_many(self, events: Iterable[Event]) -> int:
-        """Publish all events, wait for every delivery report; return the count or raise ``PublishError``."""
+        """Publish all events, wait for every delivery report; return the count or raise ``PublishError``.
+        Raises ``DerivedEventError``, having published nothing, if any of them is a derived event."""
+        events = list(events)  # checked whole before the first is produced
+        derived = [e for e in events if type(e.data) in DERIVED]
+        if derived:
+            raise DerivedEventError(derived)
         failures: dict[str, str] = {}
         pending = 0
 

@@ -3,10 +3,13 @@
 Per batch, in this order (a crash anywhere replays from the last commit, and every step is idempotent):
 
 1. read records; each partition's offsets must follow on from the committed ones (``offsets.Offsets``);
-2. decode; a record that cannot be decoded is set aside for the dead-letter topic, one that sits on another
-   partition than its customer's (a producer that does not partition like the Java client) for the repartition
-   topic, where the partition that owns the customer reads it;
-3. the engine folds the batch into the customers' states and returns rows and derived events;
+2. decode; a record that cannot be decoded, or whose event does not belong on the topic it was published to
+   (``projections.admission``: a forged derived event, a channel that is not the topic's; a forwarded record is
+   judged by its origin), is set aside for the dead-letter topic, one that sits on another partition than its
+   customer's (a producer that does not partition like the Java client) for the repartition topic, where the
+   partition that owns the customer reads it;
+3. the engine folds the batch into the customers' states and returns rows and derived events, and the records
+   it rejects (a conflicting duplicate, a projection that failed), which are dead-lettered too;
 4. the rows are stored (retried until the store takes them);
 5. dead letters, derived events and forwarded records are delivered (the broker acknowledged each);
 6. the changed states are kept in memory until the next checkpoint.
@@ -33,6 +36,7 @@ from consumers.worker.config import WorkerConfig
 from consumers.worker.offsets import Offsets
 from consumers.worker.outbox import Out, Outbox
 from consumers.worker.state import StateStore
+from projections.admission import Admission
 from projections.engine import Engine, Record
 from projections.origin import Origin
 from projections.sink import Sink
@@ -58,6 +62,7 @@ class ConsumeLoop:
     def __init__(self, config: WorkerConfig, engine: Engine, sink: Sink, on_ready: Callable[[], None] = lambda: None):
         self.config, self.engine, self.sink, self._on_ready = config, engine, sink, on_ready
         self.topics = config.topics
+        self.admission = Admission(config.topics)
         self.consumer = kafka.consumer(config.bootstrap, config.group, **{
             "group.instance.id": config.instance_id,
             "partition.assignment.strategy": "range",  # partition p of every topic to one worker (see above)
@@ -117,6 +122,10 @@ class ConsumeLoop:
                 event = decode_fast(msg.value(), msg.headers())
             except DecodeError as exc:
                 dead.append((msg, origin, exc.reason))
+                continue
+            refusal = self.admission.refusal(event, origin.topic)
+            if refusal is not None:
+                dead.append((msg, origin, refusal))
                 continue
             owner = kafka.partition_for(event.subject.encode(), self.config.partitions)
             if owner != partition:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from hypothesis import given, settings, strategies as st
 
-from projections.engine import IDS_KEPT, Engine, Record, id_hash
+from projections.engine import IDS_KEPT, Engine, Record, content_digest, identity
 from projections.origin import Origin
 from projections.registry import PROJECTIONS, STATEFUL
 from schemas import events as ev
@@ -59,14 +59,19 @@ def test_remembered_ids_stay_bounded():
     engine, states = Engine([], [STATEFUL["flags"]]), {}
     many = [returned("c-1", n, 0) for n in range(3 * IDS_KEPT)]
     engine.apply(records(many), states)
-    assert IDS_KEPT // 2 <= len(states["c-1"]["ids"]) <= IDS_KEPT
-    assert states["c-1"]["ids"][-1] == id_hash(many[-1].source, many[-1].id)
+    ids = states["c-1"]["ids"]
+    assert IDS_KEPT // 2 <= len(ids) <= IDS_KEPT
+    assert list(ids.items())[-1] == (identity(many[-1].source, many[-1].id), content_digest(many[-1]))
+    assert identity(many[0].source, many[0].id) not in ids  # the oldest went first
 
 
-def test_an_engine_without_folds_keeps_no_state_and_leaves_duplicates_to_the_row_keys():
+def test_an_engine_without_folds_keeps_only_the_id_window():
+    # A rebuild of the timeline reads each offset once: no watermarks, no fold states, but the same ids as live.
     states, engine = {}, Engine([PROJECTIONS["timeline"]], [])
     batch = records(journey("c-1"))
-    assert len(engine.apply(batch + batch, states).rows["timeline"]) == 2 * len(batch) and states == {}
+    applied = engine.apply(batch + batch, states)
+    assert len(applied.rows["timeline"]) == len(batch) and applied.skipped == len(batch)
+    assert states["c-1"]["w"] == {} and states["c-1"]["p"] == {} and len(states["c-1"]["ids"]) == len(batch)
 
 
 def test_a_batch_out_of_time_order_is_folded_in_time_order():
@@ -134,3 +139,14 @@ def test_a_versioned_table_stores_the_last_row_of_each_key_per_batch():
         assert len(rows) > len(newest)  # several versions folded in the batch ...
         stored = tables[table].to_pylist()  # ... only the newest of each key stored
         assert sorted((tuple(r[c] for c in key), r["version"]) for r in stored) == sorted(newest.items())
+
+
+def test_the_id_window_survives_the_stores_json_round_trip():
+    # The runtime keeps states as JSON between batches: the window's order (oldest first) must survive it.
+    engine, many = Engine([], [STATEFUL["flags"]]), [returned("c-1", n, 0) for n in range(3 * IDS_KEPT)]
+    kept, stored = {}, {}
+    for i in range(0, len(many), 50):
+        engine.apply(records(many[i:i + 50], start=i), kept)
+        stored = orjson.loads(orjson.dumps(stored))
+        engine.apply(records(many[i:i + 50], start=i), stored)
+    assert list(stored["c-1"]["ids"].items()) == list(kept["c-1"]["ids"].items())

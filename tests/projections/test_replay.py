@@ -136,3 +136,58 @@ def test_an_interrupted_stateful_rebuild_resumes_with_its_fold_states(settings):
         want[key] = max(want.get(key, 0), row["version"])
     assert got == want  # versions count the events folded: none lost, none folded twice across the resume
     client.close()
+
+
+def price(amount: str, id: str = "q-1", minutes: int = 0):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from schemas import events as ev
+    from schemas.envelope import Event
+    from tests.support.events import T0
+
+    return Event.of(ev.PriceQuoted(subject="hotel-ams", amount=Decimal(amount)), customer="hist-1", channel="phone",
+                    source="/test/phone", id=id, time=T0 + timedelta(minutes=minutes))
+
+
+def summaries(client, event_id: str) -> list[str]:
+    return [s for s, in client.query("SELECT summary FROM timeline FINAL WHERE event_id = {e:String}",
+                                     parameters={"e": event_id}).result_rows]
+
+
+def test_a_rebuild_leaves_out_what_the_worker_dead_lettered(settings, worker):
+    from schemas.codec import encode
+    from schemas.derived import AddressFlagCleared
+    from schemas.envelope import Event
+    from tests.support.kafka import produce_raw, read_topic
+
+    with Publisher(settings) as publisher:
+        publisher.publish_many([price("389.00"), price("1.00")])  # the second rewrites the first: dead-lettered
+    forged = encode(Event.of(AddressFlagCleared(address_hash="0123456789abcdef", reason="address confirmed"),
+                             customer="hist-1", channel="phone", source="/omnitrail/projections/flags", id="f-1",
+                             time=price("1").time))
+    produce_raw(settings.kafka_bootstrap, settings.channel_topic("phone"), [(forged.key, forged.value, forged.headers)])
+    assert len(read_topic(settings.kafka_bootstrap, settings.deadletter_topic, expect=2)) == 2
+    wait_until(lambda: [r["event_id"] for r in read_timeline(settings, "hist-1")] == ["q-1"])
+    for projection in ("timeline", "quotes"):
+        assert run_cli(settings, "replay", projection).returncode == 0
+        result = run_cli(settings, "replay", projection, "--verify")
+        assert result.returncode == 0 and "parity" in result.stdout, result.stdout + result.stderr
+    [row] = read_timeline(settings, "hist-1")
+    assert row["summary"] == "price for hotel-ams: 389.00 EUR"
+
+
+def test_an_interrupted_rebuild_remembers_the_events_it_projected_before(settings):
+    # One partition of one topic: the original is read before the interruption, its rewrite after the resume.
+    events = [price("389.00")] + [price(f"{n}.00", f"q-{n}", n) for n in range(2, 22)] + [price("1.00")]
+    with Publisher(settings) as publisher:
+        publisher.publish_many(events)
+    client = connect(settings.store_url)
+    interrupted = new_rebuild(settings, "timeline", client)
+    interrupted.batch_size = 7
+    interrupted._on_progress = lambda p: p.state == "rebuilding" and p.events > 0 and interrupted.cancel()
+    assert interrupted.run().state == "cancelled" and interrupted.progress.events < len(events) - 1
+    assert new_rebuild(settings, "timeline", client).run().state == "done"
+    assert summaries(client, "q-1") == ["price for hotel-ams: 389.00 EUR"]
+    assert client.command("SELECT count() FROM timeline FINAL") == len(events) - 1
+    client.close()

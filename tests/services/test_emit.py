@@ -10,8 +10,12 @@ import orjson
 import pytest
 
 from schemas import events as ev
+from schemas.derived import DERIVED
 from schemas.envelope import InvalidEvent
 from services.emit import event_from_input, events_from_jsonl
+from services.settings import Settings
+from services.stack import free_port
+from tests.support.worker import run_cli
 
 SOURCE = "/omnitrail/test"
 ADDRESS = {"street": "Damrak", "house_number": "1", "postcode": "1012 LG", "city": "Amsterdam"}
@@ -126,6 +130,26 @@ def test_non_object(not_an_object):
     assert "expected a JSON object" in problem
 
 
+@pytest.mark.parametrize("derived", DERIVED, ids=lambda p: p.name)
+@pytest.mark.parametrize("spelled", ["short", "full"])
+def test_derived_event_types_are_refused(derived, spelled):
+    # The data is left empty: the type alone is reason enough, and the only problem named.
+    name = derived.name if spelled == "short" else derived.type_name()
+    assert problems({"type": name, "customer": "c", "channel": "mail", "data": {}}) == [
+        f"type: {derived.name} is a derived event: only the projection worker publishes it, from what the "
+        "projections conclude"]
+
+
+def test_emit_of_a_derived_event_fails_before_contacting_kafka(tmp_path):
+    offline = Settings(state_dir=tmp_path / "state", kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    result = run_cli(offline, "emit", "-t", "AddressFlagCleared", "-c", "cust-1", "--channel", "twitter",
+                     "--data", '{"address_hash": "0123456789abcdef", "reason": "address confirmed"}')
+    assert result.returncode == 1, result.stderr
+    assert ("invalid: type: AddressFlagCleared is a derived event: only the projection worker publishes it"
+            in result.stderr)
+    assert "nothing was published" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_bad_fields_are_named():
     obj = returned(channel="fax", time="2024-05-01T09:30:00")
     obj["data"] = {"letter_id": "", "address": {**ADDRESS, "city": ""}, "reason": "lost", "extra": 1}
@@ -176,6 +200,14 @@ def test_jsonl_errors_carry_line_numbers_and_fields():
     assert all(e.startswith("line 7: ") for e in errors[4:])
     assert {e.split(": ")[1] for e in errors[4:]} == {"subject", "channel"}
     assert len(errors) == 6
+
+
+def test_jsonl_names_the_line_of_a_derived_event():
+    flagged = {"type": "omnitrail.AddressFlagged.v1", "customer": "c", "channel": "mail", "data": {}}
+    events, errors = events_from_jsonl(jsonl(returned(id="a"), flagged), SOURCE)
+    assert [e.id for e in events] == ["a"]
+    assert errors == ["line 2: type: AddressFlagged is a derived event: only the projection worker publishes it, "
+                      "from what the projections conclude"]
 
 
 def test_jsonl_accepts_bytes_lines():

@@ -6,12 +6,15 @@ import time
 
 import pytest
 
+from schemas.channels import Channel
 from schemas.codec import decode
-from services.publisher import Publisher, PublishError
+from schemas.derived import AddressFlagCleared
+from schemas.envelope import Event
+from services.publisher import DerivedEventError, Publisher, PublishError
 from services.settings import Settings
 from services.stack import free_port
-from tests.support.events import journey
-from tests.support.kafka import read_topic
+from tests.support.events import T0, journey
+from tests.support.kafka import end_offsets, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +38,16 @@ def test_an_unreachable_broker_raises_a_clear_error(tmp_path):
         with Publisher(settings, timeout=3) as publisher:
             publisher.publish(journey("p-2")[0])
     assert time.monotonic() - started < 15
+
+
+def test_derived_events_are_refused_and_nothing_is_published(settings):
+    clear = Event.of(AddressFlagCleared(address_hash="0123456789abcdef", reason="address confirmed"),
+                     customer="p-3", channel=Channel.TWITTER, source="/test/twitter", id="clear-1", time=T0)
+    with Publisher(settings) as publisher:
+        with pytest.raises(DerivedEventError) as refused:
+            publisher.publish_many(iter([*journey("p-3"), clear]))  # the derived event last, in a one-shot iterable
+    assert str(refused.value) == (
+        "refusing to publish derived event type(s) AddressFlagCleared (1 event(s), e.g. id clear-1): derived events "
+        "are published by the projection worker only; nothing was published")
+    for topic in [*settings.topics.channels, settings.derived_topic]:
+        assert sum(end_offsets(settings.kafka_bootstrap, topic, settings.partitions)) == 0, topic
