@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS) || status=$$?; \
 	$(BIN)/python -m bench.replay $(REPLAY_BENCH_ARGS) || status=$$?; \
 	$(BIN)/python -m bench.ingest $(INGEST_BENCH_ARGS) || status=$$?; \
+	$(BIN)/python -m bench.reads $(READS_BENCH_ARGS) || status=$$?; \
 	exit $$status
 
 schemas: setup

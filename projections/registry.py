@@ -12,6 +12,7 @@ from projections.stateful import StatefulProjection
 from projections.consistency import fold as consistency
 from projections.feedback import fold as feedback
 from projections.flags import fold as flags
+from projections.identities import fold as identities
 from projections.journeys import fold as journeys
 from projections.quotes import fold as quotes
 from projections.timeline import fold as timeline
@@ -30,6 +31,7 @@ PROJECTIONS: dict[str, Projection] = {p.name: p for p in [
     Projection("timeline", timeline.TABLE, timeline.SCHEMA, timeline.project),
     Projection("quotes", quotes.TABLE, quotes.SCHEMA, quotes.project),
     Projection("feedback", feedback.TABLE, feedback.SCHEMA, feedback.project),
+    Projection("identities", identities.TABLE, identities.SCHEMA, identities.project),
 ]}
 STATEFUL: dict[str, StatefulProjection] = {p.name: p for p in [
     flags.PROJECTION, consistency.PROJECTION, journeys.PROJECTION,

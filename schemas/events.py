@@ -266,10 +266,21 @@ class AddressChanged(Payload):
     previous: PostalAddress | None = None
 
 
+IdentityKind = Literal["phone", "email", "twitter", "facebook", "whatsapp", "loyalty_card", "other"]
+
+
 class IdentityLinked(Payload):
     """An identifier on some channel (phone number, e-mail, handle) was linked to the customer."""
 
-    kind: Literal["phone", "email", "twitter", "facebook", "whatsapp", "loyalty_card", "other"]
+    kind: IdentityKind
+    value: str = Field(min_length=1, max_length=500)
+
+
+class IdentityUnlinked(Payload):
+    """An identifier was unlinked from the customer: it no longer identifies them (a wrong link, a number that
+    changed hands). Linking it to another customer needs no unlink first: the newest link wins."""
+
+    kind: IdentityKind
     value: str = Field(min_length=1, max_length=500)
 
 
@@ -277,4 +288,5 @@ PAYLOADS: tuple[type[Payload], ...] = (
     MailSent, MailReturned, CallStarted, CallTransferred, CallTransferredV2, CallEnded, EmailReceived, EmailSent,
     MessageReceived, MessageSent, StoreVisited, WebPageViewed, BookingMade, BookingChanged, FeedbackGiven,
     PriceQuoted, OfferMade, AnswerGiven, CaseOpened, CaseResolved, AddressChanged, IdentityLinked,
+    IdentityUnlinked,
 )

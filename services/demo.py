@@ -40,6 +40,8 @@ def returned_mail() -> list[Event]:
             text="Your letters keep going to my old address although I moved months ago. Why?")),
         (tweet + 2 * h, Channel.TWITTER, ev.MessageSent(
             conversation_id="tw-881", agent="webcare-anna", text="Sorry! Please DM us your new address.")),
+        # Webcare links the handle to the customer: from now on any agent finds them by it.
+        (tweet + 3 * h, Channel.TWITTER, ev.IdentityLinked(kind="twitter", value="@jansen_m")),
         (tweet + 10 * h, Channel.WEB, ev.AddressChanged(address=NEW_ADDRESS, previous=OLD_ADDRESS)),
     ], journey="journey-address-1001")
 

@@ -14,8 +14,10 @@ from clickhouse_connect.driver.client import Client
 
 from projections.consistency import queries as consistency_queries
 from projections.flags import queries as flag_queries
+from projections.identities import queries as identity_queries
 from projections.journeys import queries as journey_queries
 from projections.timeline.queries import customer_timeline, freshness
+from schemas.identifiers import parse as parse_identifier
 from services.readonly import check_statement
 
 
@@ -42,16 +44,36 @@ class Query:
     required: tuple[str, ...] = ()
 
 
+def resolve_customer(client: Client, customer_id: str) -> str:
+    """The customer a customer argument names: an identifier (``kind:value``, in any spelling that normalises to
+    it) names the customer it belongs to now, or, belonging to nobody, itself in normal form (the events recorded
+    under it); anything else is a customer id."""
+    try:
+        identifier = parse_identifier(customer_id)
+    except ValueError:
+        return customer_id
+    return identity_queries.owner(client, identifier) or identifier
+
+
+def by_customer(run: Callable[..., list[dict]]) -> Callable[..., list[dict]]:
+    """A per-customer query that takes an identifier wherever it takes a customer id (``resolve_customer``)."""
+    def resolved(client: Client, customer_id: str, **params) -> list[dict]:
+        return run(client, resolve_customer(client, customer_id), **params)
+    return resolved
+
+
 QUERIES: dict[str, Query] = {
-    "timeline": Query(customer_timeline, {"customer_id": str, "since": parse_time, "limit": int}, ("customer_id",)),
+    "timeline": Query(by_customer(customer_timeline), {"customer_id": str, "since": parse_time, "limit": int},
+                      ("customer_id",)),
     "freshness": Query(freshness, {}),
     "flags": Query(flag_queries.open_flags, {}),
     "suppression": Query(flag_queries.suppression_list, {}),
-    "customer_flags": Query(flag_queries.customer_flags, {"customer_id": str}, ("customer_id",)),
+    "customer_flags": Query(by_customer(flag_queries.customer_flags), {"customer_id": str}, ("customer_id",)),
     "consistency": Query(consistency_queries.violations, {"customer_id": str, "subject": str}),
     "consistency_summary": Query(consistency_queries.channel_summary, {}),
-    "journeys": Query(journey_queries.customer_journeys, {"customer_id": str}, ("customer_id",)),
+    "journeys": Query(by_customer(journey_queries.customer_journeys), {"customer_id": str}, ("customer_id",)),
     "metrics": Query(journey_queries.channel_metrics, {"channel": str, "days": int}),
+    "whois": Query(identity_queries.whois, {"identifier": str}, ("identifier",)),
 }
 
 

@@ -53,11 +53,11 @@ def api_call(settings: Settings, path: str, timeout: float = 10.0, method: str =
 
 
 def query_path(query: str, params: dict[str, object]) -> str:
-    """The service's route for a named query: ``/v1/<query>[/<customer>]?<params>``."""
+    """The service's route for a named query: ``/v1/<query>[/<required parameter>]?<params>``."""
     params = dict(params)
     path = f"/v1/{query}"
-    if "customer_id" in QUERIES[query].required:
-        path += "/" + urllib.parse.quote(str(params.pop("customer_id")), safe="")
+    for name in QUERIES[query].required:  # a route takes its query's required parameter in its path
+        path += "/" + urllib.parse.quote(str(params.pop(name)), safe="")
     text = {k: v.isoformat() if isinstance(v, datetime) else str(v) for k, v in params.items()}
     return f"{path}?{urllib.parse.urlencode(text)}" if text else path
 

@@ -28,6 +28,13 @@ Beyond the stories the background holds, at scale, everything the projections mu
   its value (a price change) while the other still tells the old one. Others are told a changed value on one
   channel only (a change, not a violation), the same value on two channels, or different values further apart
   than the window (no violation).
+* anonymous first contacts (``anon`` journeys): about 5% of the other customers (one of each variant first)
+  first write on Twitter, Facebook or WhatsApp before anyone knows who they are: those events' subject is the
+  channel identity in normal form (``twitter:@jan_7_12``, ``whatsapp:+31607000012``; ``schemas.identifiers``).
+  The agent asks for the customer number and links the identity (``IdentityLinked``, spelt as the agent types it:
+  ``@Jan_7_12``, ``+31 6 0700 0012``), in a one-event ``link`` journey of the customer; a later conversation may
+  follow under the identity. Variants: ``linked`` (it stays), ``relinked`` (a day or so later it is linked to
+  another customer, who it really was) and ``unlinked`` (the customer unlinks it: ``IdentityUnlinked``).
 * duplicates: about 1% of the events are published twice (a producer retry): same source, id and content, a few
   seconds apart. They are part of ``Simulation.events``; the truth counts every event once.
 * late arrivals: events published well after later events of the same customer on other channels (see below).
@@ -47,8 +54,14 @@ the rules documented in ``projections/flags/fold.py``, ``projections/consistency
   price-mismatch story) conflict: one violation each, named after the later of the two conflicting values.
 * journeys: every event carries a correlation id (its journey), so assignment is unambiguous. Within a journey
   the times strictly increase, so the order of steps does not depend on arrival order.
-* timeline: per customer its distinct events plus the derived events: one per flag, alert and clear, and one per
-  violation.
+* timeline: per subject (customer or anonymous identity) its distinct events plus the derived events: one per
+  flag, alert and clear, and one per violation. ``per_customer`` and ``journeys`` are per subject too: what the
+  log holds under each subject, before identities are resolved.
+* identities: per channel identity, the customer it belongs to at the end (the newest link, unless that customer
+  unlinked it later; ``projections/identities/queries.py``) or None, and its links and unlinks in time order.
+* resolved_timeline: per customer, the ids of the interaction events its timeline shows once identities are
+  resolved (its own and those of the identities it has at the end, earlier ones included), in timeline order
+  (time, source, id); the derived events come on top (none is about an anonymous identity).
 * summary: counts of flagged addresses (ever, and open, cleared, returned now), alerts, violations, duplicates,
   late arrivals, transfers.
 
@@ -97,6 +110,7 @@ from projections.stateful import Rules
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.envelope import Event
+from schemas.identifiers import identifier
 
 DEFAULT_START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday, 00:00 UTC
 WORK_START, WORK_END = 8, 20  # contact-centre hours (UTC)
@@ -155,6 +169,10 @@ CHANGE_SHARE, AGREE_SHARE, APART_SHARE = 0.03, 0.03, 0.02  # told values that ar
 LATE_RETURN_SHARE = 0.35     # of the customers with returns: one return reported late (if that is order-safe)
 LATE_SURVEY_SHARE = 0.12     # survey answers that come with the survey tool's export, up to three days later
 DUPLICATE_SHARE = 0.01       # events a producer publishes twice
+IDENTITY_SHARE = 0.05        # first write anonymously on a messaging channel, identified later
+IDENTITY_VARIANTS = ("linked", "relinked", "unlinked")
+ANONYMOUS = {Channel.TWITTER: "twitter", Channel.FACEBOOK: "facebook", Channel.WHATSAPP: "whatsapp"}
+NAMES = ("Jan", "Piet", "Anna", "Sanne", "Daan", "Emma", "Lars", "Noor")
 
 
 @dataclass(frozen=True)
@@ -303,6 +321,7 @@ class _Generator:
         self.subjects: dict[str, set[str]] = {}     # customer -> told subjects outside the catalogue
         self.late_returns: dict[str, timedelta] = {}  # return event id -> delay before it is published
         self.story_told_until = self.start
+        self.identity_links: dict[str, list[Event]] = {}  # anonymous identifier -> its link and unlink events
 
     # --- identities and time ---------------------------------------------------------------------------------------
     def next_ref(self, kind: str) -> str:
@@ -824,6 +843,96 @@ class _Generator:
                 if rng.random() < share:
                     self.told_no_violation(customer, pattern)
 
+    # --- anonymous first contacts and the identity graph ------------------------------------------------------------
+    def channel_identity(self, channel: Channel) -> tuple[str, str, str]:
+        """A new identity on ``channel``: (its identifier in normal form, the value as an agent types it into a link
+        event, the platform handle its messages carry). The seed is part of it: two simulations' traffic in one
+        store do not mix up their customers."""
+        self.ref += 1
+        name, n = self.rng.choice(NAMES), self.ref
+        typed = {Channel.TWITTER: f"@{name}_{self.seed}_{n}", Channel.FACEBOOK: f"{name}.{self.seed}.{n}",
+                 Channel.WHATSAPP: f"+31 6 {self.seed % 100:02d}{n // 10_000 % 100:02d} {n % 10_000:04d}"}[channel]
+        return identifier(ANONYMOUS[channel], typed), typed, "" if channel == Channel.WHATSAPP else typed
+
+    def anonymous_contact(self, channel: Channel, t: datetime, handle: str, identify: bool) -> list[Step]:
+        """A conversation started on ``channel`` by someone only known by their identity; with ``identify`` the agent
+        asks for the customer number and gets it."""
+        conv = self.next_ref("conv")
+        thread = f"{channel.value}:{conv}"
+        low, high = REPLY_SECONDS[channel]
+        asked = Step(t, channel, ev.MessageReceived(conversation_id=conv, text="Hi, my letter never arrived",
+                                                    handle=handle), contact=f"conversation:{thread}", ask=thread)
+        answer = "Sorry to hear that! Could you send us your customer number?" if identify else "Happy to help!"
+        answered = Step(t + self.seconds(low, high), channel, ev.MessageSent(
+            conversation_id=conv, text=answer, agent=f"agent-{self.rng.randint(1, 60)}"), answers=(thread,))
+        if not identify:
+            return [asked, answered]
+        return [asked, answered, Step(answered.time + self.seconds(60, 900), channel, ev.MessageReceived(
+            conversation_id=conv, text="Sure, here it is", handle=handle), contact=f"conversation:{thread}")]
+
+    def link(self, customer: str, ident: str, at: datetime, channel: Channel, payload: ev.Payload) -> None:
+        """The agent links or unlinks the identity: one event of the customer, in a journey of its own."""
+        [event] = self.commit_all(self.journey(customer, "link"), [Step(at, channel, payload)])
+        self.identity_links[ident].append(event)
+
+    def anonymous_first(self, customer: str, variant: str, pool: list[str]) -> None:
+        """The customer first writes anonymously and is identified; then the identity is re-linked to another
+        customer or unlinked, as ``variant`` says (with four days or more to simulate there is always room)."""
+        rng = self.rng
+        channel = rng.choice(tuple(ANONYMOUS))
+        ident, typed, handle = self.channel_identity(channel)
+        first_days = self.days if variant == "linked" else max(1, self.days - 3)  # room for what follows
+        for _attempt in range(30):  # a conversation that runs past the simulated days is drawn again
+            steps = self.anonymous_contact(channel, self.contact_time(rng.randrange(first_days), channel), handle,
+                                           identify=True)
+            linked = steps[-1].time + self.seconds(60, 1800)
+            if linked < self.end:
+                break
+        else:
+            return
+        self.identity_links[ident] = []
+        self.commit_all(self.journey(ident, "anon"), steps)
+        kind = ANONYMOUS[channel]
+        self.link(customer, ident, linked, channel, ev.IdentityLinked(kind=kind, value=typed))
+        if rng.random() < 0.6:  # writes again later: the webcare tool still knows only the identity
+            again = self.anonymous_contact(channel, self.in_hours(linked + self.seconds(3600, 2 * 86400)), handle,
+                                           identify=False)
+            if self.fits(again):
+                self.commit_all(self.journey(ident, "anon"), again)
+        later = self.in_hours(linked + self.seconds(6 * 3600, 2 * 86400))
+        if variant == "linked" or later >= self.end:
+            return
+        if variant == "relinked":  # it was someone else's: linked to them, no unlink needed
+            other = rng.choice([c for c in pool if c != customer])
+            self.link(other, ident, later, channel, ev.IdentityLinked(kind=kind, value=ident.partition(":")[2]))
+        else:
+            self.link(customer, ident, later, channel, ev.IdentityUnlinked(kind=kind, value=typed))
+
+    def identities(self, pool: list[str]) -> None:
+        """Anonymous first contacts for a share of ``pool``, at least one of each variant, the rest mostly linked."""
+        if len(pool) < 2:
+            return
+        count = min(len(pool), max(len(IDENTITY_VARIANTS), round(IDENTITY_SHARE * len(pool))))
+        for k, customer in enumerate(self.rng.sample(pool, count)):
+            variant = IDENTITY_VARIANTS[k] if k < len(IDENTITY_VARIANTS) else \
+                self.rng.choices(IDENTITY_VARIANTS, (6, 2, 2))[0]
+            self.anonymous_first(customer, variant, pool)
+
+    def owners(self) -> dict[str, str | None]:
+        """The customer each anonymous identity belongs to at the end: the newest link, unless that customer
+        unlinked it later (the plan's links never share a moment)."""
+        owners = {}
+        for ident, links in self.identity_links.items():
+            assert len({e.time for e in links}) == len(links)
+            owner = None
+            for e in sorted(links, key=lambda e: e.time):
+                if isinstance(e.data, ev.IdentityLinked):
+                    owner = e.subject
+                elif owner == e.subject:
+                    owner = None
+            owners[ident] = owner
+        return owners
+
     # --- stories ---------------------------------------------------------------------------------------------------
     def episodes(self, ideal: list[tuple[float, list[tuple[timedelta, Channel, ev.Payload, dict]]]]
                  ) -> list[Step]:
@@ -966,6 +1075,7 @@ class _Generator:
                 self.background_journey(customer, mail=customer != story_customers["returned_mail"]
                                         and customer not in bouncing,
                                         tell=customer != story_customers["price_mismatch"])
+        self.identities(pool)  # planned last: the traffic planned before is the same with or without it
         events = sorted(self.events, key=lambda e: (e.time, e.subject, int(e.id.rsplit("-", 1)[1])))
         flags, flagged_before = self.flags(events)
         [story_flag] = flags[story_customers["returned_mail"]]
@@ -1026,6 +1136,7 @@ class _Generator:
 
     def truth(self, events: list[Event], published: list[Event], flags: dict[str, list[dict]],
               customers: list[str], stories: dict[str, str]) -> dict:
+        subjects = customers + list(self.identity_links)
         per_customer = Counter(e.subject for e in events)
         derived = Counter()
         for customer, rows in flags.items():  # one derived event per flag, alert and clear
@@ -1033,7 +1144,8 @@ class _Generator:
                                      for f in rows for a in f["actions"])
         for v in self.violations:
             derived[v["customer_id"]] += 1
-        journeys: dict[str, list[dict]] = {c: [] for c in customers}
+        assert not set(derived) & set(self.identity_links), "derived events about an anonymous identity"
+        journeys: dict[str, list[dict]] = {s: [] for s in subjects}
         for j in self.journeys.values():
             journeys[j.customer].append(j.truth())
         for rows in journeys.values():
@@ -1053,6 +1165,16 @@ class _Generator:
             if e.subject in latest and latest[e.subject] > e.time:
                 late[e.name] += 1
             latest[e.subject] = max(latest.get(e.subject, e.time), e.time)
+        owners = self.owners()
+        identities = {ident: {"customer_id": owners[ident], "links": [
+            {"action": "link" if isinstance(e.data, ev.IdentityLinked) else "unlink", "customer_id": e.subject,
+             "event_id": e.id, "time": e.time.isoformat()} for e in sorted(links, key=lambda e: e.time)]}
+            for ident, links in self.identity_links.items()}
+        whose = {**{c: c for c in customers}, **{i: c for i, c in owners.items() if c is not None}}
+        resolved: dict[str, list[str]] = {c: [] for c in customers}
+        for e in sorted(events, key=lambda e: (e.time, e.source, e.id)):  # the timeline's order
+            if e.subject in whose:
+                resolved[whose[e.subject]].append(e.id)
         return {
             "seed": self.seed, "customers": self.customers, "days": self.days, "start": self.start.isoformat(),
             "end": self.end.isoformat(), "rules": asdict(self.rules), "stories": stories,
@@ -1060,9 +1182,11 @@ class _Generator:
             "published": len(published),
             "per_channel": dict(sorted(Counter(e.channel.value for e in events).items())),
             "per_type": dict(sorted(Counter(e.name for e in events).items())),
-            "per_customer": {c: per_customer.get(c, 0) for c in customers},
-            # Timeline rows per customer once projected: its events plus the derived events the projections add.
-            "timeline": {c: per_customer.get(c, 0) + derived.get(c, 0) for c in customers},
+            "per_customer": {s: per_customer.get(s, 0) for s in subjects},
+            # Timeline rows per subject once projected: its events plus the derived events the projections add.
+            "timeline": {s: per_customer.get(s, 0) + derived.get(s, 0) for s in subjects},
+            "identities": identities,
+            "resolved_timeline": resolved,
             "flags": {c: flags[c] for c in customers if c in flags},
             "violations": violations,
             "journeys": journeys,
@@ -1087,6 +1211,11 @@ class _Generator:
                 "violations": len(violations),
                 "transfers": sum(j["transfers"] for j in all_journeys),
                 "journeys_with_transfers": sum(j["transfers"] > 0 for j in all_journeys),
+                "anonymous_events": sum(per_customer[i] for i in identities),
+                "identities": len(identities),
+                "identities_relinked": sum(len({link["customer_id"] for link in i["links"]
+                                                if link["action"] == "link"}) > 1 for i in identities.values()),
+                "identities_unlinked": sum(i["customer_id"] is None for i in identities.values()),
             },
         }
 

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
+from projections.identities.queries import SUBJECTS
+
 COLUMNS = ("customer_id", "address_hash", "address", "status", "returns", "first_return", "last_return",
            "actions", "updated_at", "version", "event_id", "topic", "partition", "offset")
 _TIMES = ("first_return", "last_return", "updated_at")
@@ -44,6 +46,7 @@ def suppression_list(client: Client) -> list[dict]:
 
 
 def customer_flags(client: Client, customer_id: str) -> list[dict]:
-    """The returns and flag state of each of the customer's addresses (flagged, cleared, or returns counted)."""
-    return _rows(client, COLUMNS, "customer_id = {customer:String}", "updated_at, address_hash",
+    """The returns and flag state of each of the customer's addresses (flagged, cleared, or returns counted),
+    including those of identifiers linked to the customer now (``projections/identities``)."""
+    return _rows(client, COLUMNS, f"customer_id IN ({SUBJECTS})", "updated_at, address_hash",
                  {"customer": customer_id})

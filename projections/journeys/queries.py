@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
+from projections.identities.queries import SUBJECTS
 from schemas import events as ev
 
 JOURNEY_COLUMNS = ("journey_id", "customer_id", "started_at", "last_at", "channels", "channel_switches", "contacts",
@@ -35,9 +36,11 @@ JOURNEY_COLUMNS = ("journey_id", "customer_id", "started_at", "last_at", "channe
 
 
 def customer_journeys(client: Client, customer_id: str) -> list[dict]:
-    """The customer's journeys, newest snapshot each, by start time; ``first_response_seconds`` as a dict."""
+    """The customer's journeys, newest snapshot each, by start time; ``first_response_seconds`` as a dict. Journeys
+    folded under an identifier linked to the customer now are the customer's too (``projections/identities``);
+    their ``customer_id`` is that identifier."""
     result = client.query(
-        f"SELECT {', '.join(JOURNEY_COLUMNS)} FROM journeys FINAL WHERE customer_id = {{customer:String}} "
+        f"SELECT {', '.join(JOURNEY_COLUMNS)} FROM journeys FINAL WHERE customer_id IN ({SUBJECTS}) "
         "ORDER BY started_at, journey_id", parameters={"customer": customer_id})
     journeys = []
     for row in result.result_rows:

@@ -54,6 +54,7 @@ _SUMMARIES: dict[str, Callable] = {p.name: summarise for p, summarise in {
     ev.CaseResolved: lambda d: f"case {d.case_id} resolved" + (f": {d.resolution}" if d.resolution else ""),
     ev.AddressChanged: lambda d: f"address changed to {d.address.one_line()}",
     ev.IdentityLinked: lambda d: f"{d.kind} {d.value} linked",
+    ev.IdentityUnlinked: lambda d: f"{d.kind} {d.value} unlinked",
     # derived events: what the projections concluded, on the same timeline
     dv.AddressFlagged: lambda d: f"ADDRESS FLAGGED undeliverable after {d.returns} returned letters: "
                                  f"{d.address.one_line()}; stop mailing it",

@@ -7,14 +7,19 @@ from datetime import UTC, datetime
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from projections.identities.queries import SUBJECTS
+
 COLUMNS = ("time", "channel", "kind", "summary", "type", "event_id", "source", "correlation_id", "data",
-           "topic", "partition", "offset")
+           "topic", "partition", "offset", "customer_id")
 
 
 def customer_timeline(client: Client, customer_id: str, since: datetime | None = None,
                       limit: int = 10_000) -> list[dict]:
-    """The customer's interactions in time order, each event once (FINAL collapses duplicate deliveries)."""
-    where = "customer_id = {customer:String}" + (" AND time >= {since:DateTime64(3, 'UTC')}" if since else "")
+    """The customer's interactions in time order, each event once (FINAL collapses duplicate deliveries): its own
+    and those recorded under the identifiers linked to it now (``projections/identities``); each row's
+    ``customer_id`` is the subject it was recorded under. The timeline is sorted by customer_id first, so the few
+    subjects are a few point lookups."""
+    where = f"customer_id IN ({SUBJECTS})" + (" AND time >= {since:DateTime64(3, 'UTC')}" if since else "")
     result = client.query(
         f"SELECT {', '.join(COLUMNS)} FROM timeline FINAL WHERE {where} "
         "ORDER BY time, source, event_id LIMIT {limit:UInt32}",

@@ -8,6 +8,7 @@ server renders the fragment, so there is one renderer). Pages need what the read
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -17,12 +18,16 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from projections.identities import queries as identity_queries
+from schemas.identifiers import identifier
+from schemas.identifiers import parse as parse_identifier
 from services.http import charts, views
 from services.http.reads import run_read
-from services.queries import run_query
+from services.queries import resolve_customer, run_query
 from services.readonly import ReadPool
 
 HERE = Path(__file__).parent
+PHONE = re.compile(r"\+?[\d\s\-().]{6,}")
 templates = Jinja2Templates(directory=HERE / "templates")
 METRICS = [("volume", "Volume", "contacts"), ("response_p50_seconds", "Response time p50", "s"),
            ("response_p90_seconds", "Response time p90", "s"), ("fcr_share", "First-contact resolution", "share"),
@@ -30,7 +35,8 @@ METRICS = [("volume", "Volume", "contacts"), ("response_p50_seconds", "Response 
 
 
 def customer_view(client, customer: str) -> dict:
-    """Everything the customer page shows, from the named queries."""
+    """Everything the customer page shows, from the named queries (``customer`` may be an identifier)."""
+    customer = resolve_customer(client, customer)
     timeline = run_query(client, "timeline", {"customer_id": customer})
     flags = run_query(client, "customer_flags", {"customer_id": customer})
     violations = run_query(client, "consistency", {"customer_id": customer})
@@ -40,8 +46,33 @@ def customer_view(client, customer: str) -> dict:
             "newest": timeline[-1]["event_id"] if timeline else ""}
 
 
+def search_identifiers(text: str) -> list[str]:
+    """The identifiers a search could mean: ``kind:value`` as written, a handle, an e-mail address, a phone or
+    WhatsApp number, or a postcode and house number (``1017 GC 12``)."""
+    candidates = [(None, text)]
+    if text.startswith("@"):
+        candidates += [("twitter", text), ("facebook", text[1:])]
+    elif "@" in text and ":" not in text:
+        candidates.append(("email", text))
+    words = text.split()
+    if PHONE.fullmatch(text):
+        candidates += [("phone", text), ("whatsapp", text)]
+    elif len(words) >= 2 and words[-1][:1].isdigit():
+        candidates.append(("address", f"{''.join(words[:-1])}-{words[-1]}"))
+    found = []
+    for kind, value in candidates:
+        try:
+            found.append(parse_identifier(value) if kind is None else identifier(kind, value))
+        except ValueError:
+            pass  # not that kind of identifier
+    return list(dict.fromkeys(found))
+
+
 def find_customers(client, text: str) -> list[str]:
-    """Customers matching a search: an exact customer id, else customer ids starting with the text."""
+    """Customers a search matches: through an identifier they own, by customer id, or by a customer id prefix."""
+    owners = [o for i in search_identifiers(text) if (o := identity_queries.owner(client, i))]
+    if owners:
+        return list(dict.fromkeys(owners))
     exact = client.query("SELECT count() FROM timeline WHERE customer_id = {q:String}",
                          parameters={"q": text}).result_rows[0][0]
     if exact:

@@ -1,16 +1,19 @@
 """Simulated omnichannel traffic through the Publisher and a real worker: the projections match the ground truth
-the simulator wrote down while planning the traffic, exactly."""
+the simulator wrote down while planning the traffic, exactly, with identities resolved as the reads resolve them:
+each customer's timeline and journeys hold what its anonymous identities recorded, and whois names its customer."""
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from datetime import datetime
 
 import pytest
 
 from services.publisher import Publisher
-from services.reader import read
+from services.reader import api_call, read
 from services.simulate import simulate
+from tests.support.truth import resolved_journeys
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -32,14 +35,22 @@ def test_projections_of_simulated_traffic_equal_the_truth(settings, worker):
     with Publisher(settings) as publisher:
         assert publisher.publish_many(sim.events) == len(sim.events)
 
-    # Everything projected: each customer's timeline has its events plus the derived ones (flag, alert, violation),
-    # which come back through the derived topic only after the batch that caused them was stored.
+    # Everything projected: each customer's timeline has its events and those of the identities it has now, plus
+    # the derived ones (flag, alert, violation), which come back through the derived topic only after the batch
+    # that caused them was stored. An identity nobody has reads as itself.
+    customers, identities = truth["resolved_timeline"], truth["identities"]
+    assert sum(x["customer_id"] is None for x in identities.values()) and any(
+        len(x["links"]) > 1 for x in identities.values() if x["customer_id"] is not None)  # unlinked, relinked
+    in_order = sorted({e.id: e for e in sim.events}.values(), key=lambda e: (e.time, e.source, e.id))
+    interactions = {**customers, **{i: [e.id for e in in_order if e.subject == i]
+                                    for i, x in identities.items() if x["customer_id"] is None}}
+    expected = {k: len(ids) + truth["timeline"][k] - truth["per_customer"][k] for k, ids in interactions.items()}
     lagging: dict[str, tuple[int, int]] = {}
 
     def caught_up() -> bool:
-        counts = {c: len(read(settings, "timeline", customer_id=c)) for c in truth["timeline"]}
+        counts = {c: len(read(settings, "timeline", customer_id=c)) for c in expected}
         lagging.clear()
-        lagging.update({c: (counts[c], n) for c, n in truth["timeline"].items() if counts[c] < n})
+        lagging.update({c: (counts[c], n) for c, n in expected.items() if counts[c] < n})
         return not lagging
 
     try:
@@ -48,13 +59,19 @@ def test_projections_of_simulated_traffic_equal_the_truth(settings, worker):
         pytest.fail(f"not projected within 60 s; (timeline rows, expected) of {len(lagging)} customer(s): "
                     f"{dict(list(lagging.items())[:10])}\nworker log:\n{worker.log.read_text()[-3000:]}")
     projected = time.monotonic() - started
-    for customer, expected in truth["timeline"].items():
+    for customer, n in expected.items():
         rows = read(settings, "timeline", customer_id=customer)
-        assert len(rows) == expected, customer  # nothing twice: no extra derived events either
-        assert sum(not r["source"].startswith("/omnitrail/projections") for r in rows) == \
-            truth["per_customer"][customer]
+        assert len(rows) == n, customer  # nothing twice: no extra derived events either
+        assert [r["event_id"] for r in rows if not r["source"].startswith("/omnitrail/projections")] == \
+            interactions[customer], customer
 
-    for customer in truth["per_customer"]:
+    for ident, planned in identities.items():  # whois, through the read API's route
+        [who] = api_call(settings, "/v1/whois/" + urllib.parse.quote(ident, safe=""))["rows"]
+        assert who["customer_id"] == planned["customer_id"], ident
+        assert [(h["action"], h["customer_id"], h["event_id"]) for h in who["history"]] == [
+            (x["action"], x["customer_id"], x["event_id"]) for x in planned["links"]], ident
+
+    for customer in customers:
         rows = read(settings, "customer_flags", customer_id=customer)
         got = [{**{k: r[k] for k in FLAG_FIELDS}, "first_return": iso(r["first_return"]),
                 "last_return": iso(r["last_return"])} for r in rows]
@@ -72,9 +89,10 @@ def test_projections_of_simulated_traffic_equal_the_truth(settings, worker):
         assert (got["violation_id"], iso(got["detected_at"])) in {
             (f"violation-{i}", times[i]) for i in want["event_ids"]}
 
-    for customer, expected in truth["journeys"].items():
+    for customer in expected:
         rows = read(settings, "journeys", customer_id=customer)
         got = [{k: iso(r[k]) if k in ("started_at", "last_at", "resolved_at") else r[k] for k in JOURNEY_FIELDS}
                for r in rows]
-        assert got == expected, customer
+        want = resolved_journeys(truth, customer) if customer in customers else truth["journeys"][customer]
+        assert got == want, customer
     print(f"{len(sim.events)} events projected in {projected:.1f}s")

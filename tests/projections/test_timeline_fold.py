@@ -114,6 +114,7 @@ def test_same_event_from_two_offsets_differs_only_in_origin():
     (ev.CaseResolved(case_id="K"), "case K resolved"),
     (SAMPLES[ev.AddressChanged], "address changed to Coolsingel 40, 3011 AD Rotterdam, NL"),
     (SAMPLES[ev.IdentityLinked], "whatsapp +31612345678 linked"),
+    (SAMPLES[ev.IdentityUnlinked], "twitter @piet unlinked"),
 ])
 def test_summary_texts(payload, expected):
     assert summary(event_of(payload)) == expected

@@ -39,6 +39,7 @@ SAMPLES: dict[type[ev.Payload], ev.Payload] = {
     ev.CaseResolved: ev.CaseResolved(case_id="K-1", resolution="refunded"),
     ev.AddressChanged: ev.AddressChanged(address=ELSEWHERE, previous=HOME),
     ev.IdentityLinked: ev.IdentityLinked(kind="whatsapp", value="+31612345678"),
+    ev.IdentityUnlinked: ev.IdentityUnlinked(kind="twitter", value="@piet"),
 }
 
 # The channel each sample plausibly happened on (any channel is valid; this just keeps the fixtures readable).
@@ -48,5 +49,5 @@ CHANNEL_OF: dict[type[ev.Payload], str] = {
     ev.MessageSent: "webchat", ev.StoreVisited: "store", ev.WebPageViewed: "web", ev.BookingMade: "web",
     ev.BookingChanged: "partner", ev.FeedbackGiven: "survey", ev.PriceQuoted: "phone", ev.OfferMade: "email",
     ev.AnswerGiven: "twitter", ev.CaseOpened: "facebook", ev.CaseResolved: "phone", ev.AddressChanged: "web",
-    ev.IdentityLinked: "whatsapp",
+    ev.IdentityLinked: "whatsapp", ev.IdentityUnlinked: "twitter",
 }

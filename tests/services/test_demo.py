@@ -17,8 +17,8 @@ def test_the_demo_prints_the_stories_and_where_the_agent_desk_is(tmp_path):
     done = run_cli(settings, "demo", "--no-keep-running", timeout=240)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "published 26 demo events" in out
-    assert "Timeline of cust-1001 (12 events)" in out  # 9 story events + flagged, alert, cleared: all projected
+    assert "published 27 demo events" in out
+    assert "Timeline of cust-1001 (13 events)" in out  # 10 story events + flagged, alert, cleared: all projected
     assert "389.00 EUR" in out and "429.00 EUR" in out  # the violation
     assert f"Agent desk: {settings.api_url}/customers/cust-1001" in out
     assert "warning" not in done.stderr

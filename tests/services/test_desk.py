@@ -67,14 +67,27 @@ def shoot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_search_finds_the_customer(desk):
+@pytest.mark.parametrize("search,customer", [
+    ("@jansen_m", demo.RETURNED_MAIL_CUSTOMER),       # the Twitter handle webcare linked
+    ("twitter:@Jansen_M", demo.RETURNED_MAIL_CUSTOMER),
+    ("1017 GC 12", demo.RETURNED_MAIL_CUSTOMER),      # postcode and house number of the letters' address
+    (demo.HOTEL_CUSTOMER, demo.HOTEL_CUSTOMER),       # the customer id itself
+])
+def test_search_finds_the_customer(desk, search, customer):
     page, settings = desk
     page.goto(settings.api_url + "/")
     page.keyboard.press("/")  # the keyboard way into the search box
-    page.keyboard.type(demo.HOTEL_CUSTOMER)
+    page.keyboard.type(search)
     page.keyboard.press("Enter")
-    expect(page).to_have_url(re.compile(f"/customers/{demo.HOTEL_CUSTOMER}$"))
-    shoot(page, "search-result")
+    expect(page).to_have_url(re.compile(f"/customers/{customer}$"))
+    expect(page.locator("h1")).to_contain_text(customer)
+
+
+def test_a_search_without_a_match_says_so(desk):
+    page, settings = desk
+    page.goto(settings.api_url + "/?q=nobody-at-all")
+    expect(page.locator("#no-match")).to_contain_text("No customer matches")
+    shoot(page, "search-no-match")
 
 
 def test_returned_mail_customer_shows_the_undeliverable_banner_beside_the_tweet(desk):

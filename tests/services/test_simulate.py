@@ -14,18 +14,26 @@ import pytest
 from projections.consistency import fold as consistency
 from projections.feedback import fold as feedback
 from projections.flags import fold as flags
+from projections.engine import Engine, Record
 from projections.journeys import fold as journeys
+from projections.migrate import migrate
 from projections.origin import Origin
 from projections.quotes import fold as quotes
+from projections.sink import Sink
 from projections.stateful import Rules
+from projections.store import connect
+from tests.support.brokers import running_clickhouse
 from tests.support.folds import fold_all
+from tests.support.truth import resolved_journeys
 from projections.timeline import fold as timeline
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.envelope import Event, parse_event
 from schemas.registry import latest
+from schemas.identifiers import identifier, parse
 from services.emit import events_from_jsonl
-from services.simulate import DEFAULT_START, STORIES, simulate, write_simulation
+from services.queries import run_query
+from services.simulate import ANONYMOUS, DEFAULT_START, STORIES, simulate, write_simulation
 
 JOURNEY_FIELDS = ("journey_id", "customer_id", "started_at", "last_at", "channels", "channel_switches", "contacts",
                   "transfers", "repeat_contacts", "resolved", "resolved_at", "resolution_seconds",
@@ -238,6 +246,50 @@ def test_the_stories_are_embedded(sim):
     assert not any(v["customer_id"] in stories.values() for v in truth["violations"][1:])
 
 
+def test_anonymous_first_contacts_are_linked_relinked_and_unlinked(sim, big):
+    for s in (sim, big):
+        truth = s.truth
+        identities, customers = truth["identities"], set(truth["resolved_timeline"])
+        owners = [i["customer_id"] for i in identities.values()]
+        relinked = [i for i in identities.values() if len({x["customer_id"] for x in i["links"]}) > 1]
+        assert relinked and None in owners and any(len(i["links"]) == 1 for i in identities.values())
+        assert (truth["summary"]["identities"], truth["summary"]["identities_relinked"],
+                truth["summary"]["identities_unlinked"]) == (len(identities), len(relinked), owners.count(None))
+        assert customers == {c for c in truth["per_customer"] if c not in identities}
+        assert set(owners) - {None} <= customers - set(truth["stories"].values())
+        by_id = {e.id: e for e in first_publications(s.events)}
+        for ident, planned in identities.items():
+            assert parse(ident) == ident  # producers write an identity subject in normal form
+            mine = [e for e in by_id.values() if e.subject == ident]
+            assert mine and {(e.name, e.channel.value) for e in mine} <= {
+                ("MessageReceived", ident.split(":")[0]), ("MessageSent", ident.split(":")[0])}
+            links = [by_id[x["event_id"]] for x in planned["links"]]
+            assert [e.subject for e in links] == [x["customer_id"] for x in planned["links"]]
+            assert all(identifier(e.data.kind, e.data.value) == ident for e in links)
+            assert min(e.time for e in mine) < links[0].time  # first contact before anyone knew who it was
+    by_id = {e.id: e for e in first_publications(big.events)}
+    links = [by_id[x["event_id"]] for i in big.truth["identities"].values() for x in i["links"]]
+    normal = {i.split(":", 1)[1] for i in big.truth["identities"]}
+    assert sum(e.data.value not in normal for e in links) > 100  # agents type identities in other spellings
+    later = {e.subject for e in by_id.values() if e.subject in big.truth["identities"]
+             and e.time > min(by_id[x["event_id"]].time for x in big.truth["identities"][e.subject]["links"])}
+    assert len(later) > 50  # written again after being identified: still under the identity
+    assert {i.split(":")[0] for i in big.truth["identities"]} == set(ANONYMOUS.values())
+    assert big.truth["summary"]["identities"] >= 250 and big.truth["summary"]["identities_unlinked"] >= 20
+
+
+def test_a_customers_resolved_timeline_is_its_events_and_those_of_the_identities_it_has(sim):
+    truth = sim.truth
+    whose = {**{c: c for c in truth["resolved_timeline"]},
+             **{i: x["customer_id"] for i, x in truth["identities"].items() if x["customer_id"]}}
+    events = sorted(first_publications(sim.events), key=lambda e: (e.time, e.source, e.id))
+    assert truth["resolved_timeline"] == {c: [e.id for e in events if whose.get(e.subject) == c]
+                                          for c in truth["resolved_timeline"]}
+    shown = [i for ids in truth["resolved_timeline"].values() for i in ids]
+    unowned = [e.id for e in events if e.subject in truth["identities"] and e.subject not in whose]
+    assert len(shown) == len(set(shown)) == len(events) - len(unowned) and unowned  # once each, or nobody's
+
+
 def test_written_files_are_emit_input_and_json_truth(sim, tmp_path):
     events_path, truth_path = write_simulation(sim, tmp_path / "out")
     events, errors = events_from_jsonl(events_path.read_text().splitlines(), "/elsewhere")
@@ -343,3 +395,38 @@ def test_the_truth_holds_in_any_arrival_order_the_worker_may_see():
                   batches_sorted_by_time(interleaved(sim.events, rng, 400), 300)):
         assert Counter(id(e) for e in order) == Counter(id(e) for e in sim.events)
         assert_exactly_the_truth(project(order), sim.truth, detection_in_time_order=False)
+
+
+@pytest.mark.integration
+def test_the_stores_reads_resolve_identities_as_the_truth_says(tmp_path):
+    """Through the engine into a real ClickHouse, in publishing order: each customer's timeline (its interaction
+    events; the derived ones come back through the worker's derived topic), journeys, and who each identity
+    belongs to, read with the named queries, are the resolved truth."""
+    sim = simulate(120, 7, seed=3)
+    truth = sim.truth
+    with running_clickhouse(tmp_path) as url:
+        client = connect(url)
+        migrate(client)
+        engine, states, sink, offsets = Engine(), {}, Sink(client), Counter()
+        for i in range(0, len(sim.events), 500):
+            records = []
+            for e in sim.events[i:i + 500]:
+                origin = Origin(f"omnitrail.{e.channel.value}", 0, offsets[e.channel])
+                offsets[e.channel] += 1
+                records.append(Record(e, origin, origin))
+            sink.write(engine.tables(engine.apply(records, states)))
+        for customer, expected in truth["resolved_timeline"].items():
+            rows = run_query(client, "timeline", {"customer_id": customer})
+            assert [r["event_id"] for r in rows] == expected, customer
+            got = [{k: iso(j[k]) if k in ("started_at", "last_at", "resolved_at") else j[k] for k in JOURNEY_FIELDS}
+                   for j in run_query(client, "journeys", {"customer_id": customer})]
+            assert got == resolved_journeys(truth, customer), customer
+        for ident, planned in truth["identities"].items():
+            [who] = run_query(client, "whois", {"identifier": ident})
+            assert who["customer_id"] == planned["customer_id"]
+            assert [(h["action"], h["customer_id"], h["event_id"]) for h in who["history"]] == [
+                (x["action"], x["customer_id"], x["event_id"]) for x in planned["links"]]
+            owner = planned["customer_id"]
+            assert run_query(client, "timeline", {"customer_id": ident}) == run_query(
+                client, "timeline", {"customer_id": owner or ident})  # an identity reads as whoever has it
+        client.close()

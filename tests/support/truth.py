@@ -72,5 +72,13 @@ def differences(truth: dict, stores: list[Query]) -> dict[str, dict[str, int]]:
     return out
 
 
+def resolved_journeys(truth: dict, customer: str) -> list[dict]:
+    """The customer's journeys once identities are resolved (what the ``journeys`` read answers): its own and those
+    of the identities it has at the end, by start time."""
+    mine = [i for i, x in truth["identities"].items() if x["customer_id"] == customer]
+    return sorted(truth["journeys"][customer] + [j for i in mine for j in truth["journeys"][i]],
+                  key=lambda j: (j["started_at"], j["journey_id"]))
+
+
 def exact(diffs: dict[str, dict[str, int]]) -> bool:
     return all(d["lost"] == 0 and d["duplicated"] == 0 for d in diffs.values())
