@@ -77,3 +77,14 @@ def ensure_topics(bootstrap: str, topics: dict[str, dict[str, str]], partitions:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):  # a concurrent creator won the race: fine
                 raise
     return missing
+
+
+def require(bootstrap: str, timeout: float = 5.0) -> None:
+    """Raise ``ConnectionError`` naming the fix unless a broker at ``bootstrap`` answers within ``timeout``: a
+    command then says so at once, instead of waiting out librdkafka's own timeouts (30 s and more)."""
+    try:
+        admin(bootstrap).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ConnectionError(
+            f"cannot reach Kafka at {bootstrap} within {timeout:g} s ({exc.args[0].str()}): start the local broker "
+            "with `omnitrail stack up`, or point OMNITRAIL_KAFKA_BOOTSTRAP at your Kafka") from None

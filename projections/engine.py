@@ -46,7 +46,8 @@ import pyarrow as pa
 from projections.arrow import to_arrow
 from projections.origin import Origin
 from projections.registry import PROJECTIONS, STATEFUL, Projection
-from projections.stateful import Rules, StatefulProjection
+from projections.rules import Rules
+from projections.stateful import StatefulProjection
 from schemas.wire import WireEvent, from_model
 
 IDS_KEPT, IDS_TRIM = 256, 128  # ids remembered per customer; trimmed in bulk so appends stay O(1) amortised

@@ -43,7 +43,7 @@ from projections.engine import Engine, Record
 from projections.origin import Origin
 from projections.registry import PROJECTIONS, STATEFUL
 from projections.sink import Sink
-from projections.stateful import Rules
+from projections.rules import Rules
 from schemas.codec import DecodeError
 from schemas.wire import decode_fast
 

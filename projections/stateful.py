@@ -18,17 +18,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from projections.origin import Origin
+from projections.rules import Rules
 from schemas.envelope import Event
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Tunable thresholds of the omnichannel projections (from ``Settings``)."""
-
-    flag_threshold: int = 2           # returned letters to one address ...
-    flag_window_days: int = 180       # ... within this many days flag it undeliverable
-    consistency_window_days: int = 30  # different values for one subject within this window are a violation
-    journey_gap_hours: int = 72       # contacts about one need further apart than this start a new journey
 
 
 @dataclass(frozen=True)

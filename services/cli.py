@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import orjson
 import typer
@@ -18,8 +18,8 @@ from rich.markup import escape
 from rich.text import Text
 from rich.table import Table
 
-from schemas.envelope import InvalidEvent
-from services.settings import Settings
+if TYPE_CHECKING:
+    from services.settings import Settings
 
 app = typer.Typer(help="omnitrail: event-sourced omnichannel customer-interaction log.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -35,6 +35,23 @@ app.add_typer(tokens_app, name="tokens")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+def load_settings() -> Settings:
+    """This command's settings. Imported on use, like everything a command needs: `omnitrail --help` stays fast."""
+    from services.settings import Settings
+
+    return Settings()
+
+
+def require_kafka(settings: Settings) -> None:
+    """Exit non-zero at once, naming the fix, when Kafka is unreachable."""
+    from consumers.kafka import require
+
+    try:
+        require(settings.kafka_bootstrap)
+    except ConnectionError as exc:
+        fail(str(exc))
 
 
 def print_json(obj) -> None:
@@ -58,12 +75,14 @@ def emit(
     correlation_id: Annotated[Optional[str], typer.Option(help="Journey or case id")] = None,
     causation_id: Annotated[Optional[str], typer.Option(help="Id of the event that caused this one")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="JSONL file of events ('-' = stdin)")] = None,
+    as_json: JSON = False,
 ) -> None:
     """Publish one event from options, or many from a JSONL file. Nothing is published if any input is invalid."""
+    from schemas.envelope import InvalidEvent
     from services.emit import event_from_input, events_from_jsonl
     from services.publisher import Publisher, PublishError
 
-    settings = Settings()
+    settings = load_settings()
     if file is not None:
         if type_ or customer or channel:
             fail("give either --file or --type/--customer/--channel, not both", 2)
@@ -88,12 +107,21 @@ def emit(
         for problem in errors:
             err.print(f"[red]invalid:[/red] {escape(problem)}", highlight=False)
         fail(f"{len(errors)} problem(s); nothing was published")
+    require_kafka(settings)
     try:
         with Publisher(settings) as publisher:
             count = publisher.publish_many(events)
     except PublishError as exc:
         fail(str(exc))
+    published = [{"id": e.id, "source": e.source, "type": e.type, "subject": e.subject, "channel": e.channel.value}
+                 for e in events]
+    if as_json:
+        return print_json(published)
     out.print(f"published {count} event(s)")
+    for e in published[:20]:
+        out.print(f"  {e['id']}  {e['type']}  {e['subject']}  ({e['channel']})", highlight=False, markup=False)
+    if count > 20:
+        out.print(f"  ... and {count - 20} more (--json lists every id)")
 
 
 @app.command()
@@ -101,7 +129,8 @@ def topics() -> None:
     """Create omnitrail's Kafka topics (one per channel, and the dead-letter topic) if they are missing."""
     from services.topics import all_topics, ensure_topics
 
-    settings = Settings()
+    settings = load_settings()
+    require_kafka(settings)
     try:
         created = ensure_topics(settings)
     except ConnectionError as exc:
@@ -117,7 +146,7 @@ def stack_up() -> None:
     from services.stack import local_broker
     from services.topics import ensure_topics
 
-    settings = Settings()
+    settings = load_settings()
     broker = local_broker(settings)
     was_running = broker.pid() is not None
     try:
@@ -134,7 +163,7 @@ def stack_down() -> None:
     """Stop the local broker (SIGINT: it saves its data first)."""
     from services.stack import local_broker
 
-    stopped = local_broker(Settings()).stop()
+    stopped = local_broker(load_settings()).stop()
     out.print("broker stopped" if stopped else "broker was not running")
 
 
@@ -145,7 +174,7 @@ def stack_status() -> None:
     from services.reader import api_call
     from services.stack import local_broker
 
-    settings = Settings()
+    settings = load_settings()
     broker = local_broker(settings)
     pid = broker.pid()
     out.print(f"broker: {'running, pid ' + str(pid) if pid else 'stopped'} ({broker.bootstrap})")
@@ -162,7 +191,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     from services.reader import ReaderError, read
     from services.status import consumer_lag, retention_problems, retention_warning
 
-    settings = Settings()
+    settings = load_settings()
     store = redact_url(settings.read_url)  # where status reads the projections from
     try:
         lags = consumer_lag(settings)
@@ -204,7 +233,7 @@ def migrate() -> None:
     from projections.migrate import migrate as apply
     from projections.store import StoreLocked, connect
 
-    settings = Settings()
+    settings = load_settings()
     try:
         client = connect(settings.store_url)
     except StoreLocked as exc:
@@ -222,7 +251,7 @@ def worker(loglevel: Annotated[str, typer.Option("--log-level", "--loglevel",
     from consumers.worker.service import run
     from services.http.server import HttpServer
 
-    settings = Settings()
+    settings = load_settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = HttpServer(http_app(settings), settings.api_host, settings.api_port)
@@ -265,7 +294,7 @@ def serve() -> None:
     With the embedded store the worker runs the service itself (one process owns the store)."""
     from services.http.server import HttpServer
 
-    settings = Settings()
+    settings = load_settings()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = HttpServer(http_app(settings), settings.api_host, settings.api_port)
     err.print(f"omnitrail HTTP service on {settings.api_url} (OpenAPI: {settings.api_url}/docs); Ctrl-C stops it")
@@ -286,7 +315,7 @@ def replay(
     from services.reader import ReaderError, api_call
     from services.replay import Replays, new_rebuild
 
-    settings = Settings()
+    settings = load_settings()
     remote = settings.embedded_store and api_call(settings, "/health", 2) is not None
 
     def call(method: str, path: str) -> dict:
@@ -357,7 +386,7 @@ def sql_command(statement: Annotated[str, typer.Argument(help="One SQL statement
     from services.reader import ReaderError, sql
 
     try:
-        result = sql(Settings(), statement)
+        result = sql(load_settings(), statement)
     except ReaderError as exc:
         fail(str(exc))
     rows = [dict(zip(result["columns"], row)) for row in result["rows"]]
@@ -400,7 +429,7 @@ def print_timeline(customer: str, rows: list[dict]) -> None:
     for name in ("time", "channel", "kind", "summary"):
         table.add_column(name, overflow="fold", no_wrap=name != "summary")
     for row in rows:
-        table.add_row(row["time"][:19].replace("T", " "), row["channel"], row["kind"], Text(row["summary"]))
+        table.add_row(row["time"][:19].replace("T", " ") + " UTC", row["channel"], row["kind"], Text(row["summary"]))
     out.print(table)
 
 
@@ -418,12 +447,26 @@ def show(rows: list[dict], columns: list[str], title: str, as_json: bool) -> Non
 
 
 def query(name: str, **params) -> list[dict]:
+    """Rows of a named query; a warning on stderr when the projections are behind the log (a stopped worker)."""
     from services.reader import ReaderError, read
+    from services.status import consumer_lag
 
+    settings = load_settings()
     try:
-        return read(Settings(), name, **params)
+        rows = read(settings, name, **params)
     except ReaderError as exc:
         fail(str(exc))
+    try:
+        behind = sum(p.lag for p in consumer_lag(settings, timeout=2))
+    except ConnectionError:
+        err.print("[yellow]warning:[/yellow] cannot tell whether this is current: Kafka is unreachable at "
+                  f"{settings.kafka_bootstrap}", highlight=False)
+    else:
+        if behind:
+            err.print(f"[yellow]warning:[/yellow] the projections are {behind:,} events behind the log: this read "
+                      "leaves them out (is `omnitrail worker` running? `omnitrail status` shows the lag)",
+                      highlight=False)
+    return rows
 
 
 
@@ -450,7 +493,10 @@ def consistency(customer: Annotated[Optional[str], typer.Option(help="Only this 
                 as_json: JSON = False) -> None:
     """Different prices, offers or answers given on different channels, and a per-subject channel summary."""
     violations = query("consistency", customer_id=customer, subject=subject)
-    summary = query("consistency_summary")
+    # The summary is across customers: with --customer it covers the subjects of that customer's violations only.
+    subjects = {(v["kind"], v["subject"]) for v in violations}
+    summary = [r for r in query("consistency_summary") if (subject is None or r["subject"] == subject)
+               and (customer is None or (r["kind"], r["subject"]) in subjects)]
     if as_json:
         return print_json({"violations": violations, "summary": summary})
     show(violations, ["detected_at", "customer_id", "kind", "subject", "channels", "values"], "Violations", False)
@@ -472,6 +518,10 @@ def metrics(channel: Annotated[Optional[str], typer.Option(help="Only this chann
             days: Annotated[Optional[int], typer.Option(help="Only the last N days of data")] = None,
             as_json: JSON = False) -> None:
     """Per channel and day: volume, response times, first-contact resolution, NPS, CES, CSAT."""
+    from schemas.channels import Channel
+
+    if channel is not None and channel not in {c.value for c in Channel}:
+        fail(f"unknown channel {channel!r}; the channels are {', '.join(c.value for c in Channel)}", 2)
     show(query("metrics", channel=channel, days=days), METRIC_COLUMNS, "Channel metrics (use --json for the counts)",
          as_json)
 
@@ -486,15 +536,15 @@ def alerts(follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep wai
     """Derived events (flags, cleared flags, mail to flagged addresses, violations), each with the team to act."""
     import uuid
 
-    from confluent_kafka import Consumer
-
     from projections.timeline.fold import summary
     from schemas.codec import DecodeError, decode
 
-    settings = Settings()
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"alerts-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "session.timeout.ms": settings.session_timeout_ms})
+    from consumers import kafka
+
+    settings = load_settings()
+    require_kafka(settings)
+    consumer = kafka.consumer(settings.kafka_bootstrap, f"alerts-{uuid.uuid4().hex}",
+                              **{"session.timeout.ms": settings.session_timeout_ms})
     consumer.subscribe([settings.derived_topic])
     idle = 0.0
     try:
@@ -541,17 +591,23 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
     from services import demo as stories
     from services.publisher import Publisher
     from services.reader import api_call, read, read_timeline
-    from services.stack import local_broker
+    from services.stack import local_broker, port_open
     from services.topics import ensure_topics
 
-    settings = Settings()
+    settings = load_settings()
     broker = local_broker(settings)
     started_broker = broker.pid() is None
     if api_call(settings, "/health", 2):
         fail(f"a worker already answers at {settings.api_url}; stop it first (or set OMNITRAIL_API_PORT)")
+    if port_open(settings.api_host, settings.api_port):
+        fail(f"port {settings.api_host}:{settings.api_port} for the agent desk and API is taken by another program; "
+             "stop it, or set OMNITRAIL_API_PORT to a free port")
     worker_proc = None
     try:
-        broker.start()
+        try:
+            broker.start()
+        except RuntimeError as exc:  # the broker's port is taken by another program
+            fail(f"{exc}; stop it, or set OMNITRAIL_KAFKA_BOOTSTRAP to a free loopback address (e.g. 127.0.0.1:29093)")
         ensure_topics(settings)
         out.print(f"broker on {broker.bootstrap}; starting the worker (log: {settings.state_dir / 'worker.log'})")
         log = open(settings.state_dir / "worker.log", "ab")
@@ -638,7 +694,7 @@ def simulate(
 
     if rate < 0:
         fail("--rate must be 0 or more", 2)
-    settings = Settings()
+    settings = load_settings()
     try:
         sim = generate(customers, days, seed)
     except ValueError as exc:
@@ -697,7 +753,8 @@ def deadletter_list(
     """The dead letters still pending: not replayed yet, or dead-lettered again after a replay."""
     from services.deadletter import DeadLetterError, list_dead_letters
 
-    settings = Settings()
+    settings = load_settings()
+    require_kafka(settings)
     try:
         letters = list_dead_letters(settings, reason=reason, since=parse_since(since))
     except DeadLetterError as exc:
@@ -725,7 +782,8 @@ def deadletter_replay(
 
     from services.deadletter import DeadLetterError, replay_dead_letters
 
-    settings = Settings()
+    settings = load_settings()
+    require_kafka(settings)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("replaying dead letters", total=None)
         try:
@@ -748,7 +806,7 @@ def deadletter_replay(
 def credentials_store():
     from services.credentials import Credentials
 
-    return Credentials(Settings().credentials_path)
+    return Credentials(load_settings().credentials_path)
 
 
 @keys_app.command("create")

@@ -6,19 +6,16 @@ says how to parse each parameter from text (a query string or a command-line opt
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from clickhouse_connect.driver.client import Client
-
-from projections.consistency import queries as consistency_queries
-from projections.flags import queries as flag_queries
-from projections.identities import queries as identity_queries
-from projections.journeys import queries as journey_queries
-from projections.timeline.queries import customer_timeline, freshness
-from schemas.identifiers import parse as parse_identifier
 from services.readonly import check_statement
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 
 def parse_time(text: str) -> datetime:
@@ -29,25 +26,27 @@ def parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no", ""):
-        return False
-    raise ValueError(f"not a boolean: {text!r}")
-
-
 @dataclass(frozen=True)
 class Query:
-    run: Callable[..., list[dict]]
+    target: str  # "module:function", imported when the query runs: a read through the worker imports none of them
     params: dict[str, Callable[[str], object]]
     required: tuple[str, ...] = ()
+    by_customer: bool = False  # takes an identifier wherever it takes a customer id (``resolve_customer``)
+
+    def run(self, client: Client, **params) -> list[dict]:
+        module, _, name = self.target.partition(":")
+        if self.by_customer:
+            params["customer_id"] = resolve_customer(client, params["customer_id"])
+        return getattr(importlib.import_module(module), name)(client, **params)
 
 
 def resolve_customer(client: Client, customer_id: str) -> str:
     """The customer a customer argument names: an identifier (``kind:value``, in any spelling that normalises to
     it) names the customer it belongs to now, or, belonging to nobody, itself in normal form (the events recorded
     under it); anything else is a customer id."""
+    from projections.identities import queries as identity_queries
+    from schemas.identifiers import parse as parse_identifier
+
     try:
         identifier = parse_identifier(customer_id)
     except ValueError:
@@ -55,25 +54,19 @@ def resolve_customer(client: Client, customer_id: str) -> str:
     return identity_queries.owner(client, identifier) or identifier
 
 
-def by_customer(run: Callable[..., list[dict]]) -> Callable[..., list[dict]]:
-    """A per-customer query that takes an identifier wherever it takes a customer id (``resolve_customer``)."""
-    def resolved(client: Client, customer_id: str, **params) -> list[dict]:
-        return run(client, resolve_customer(client, customer_id), **params)
-    return resolved
-
-
+CUSTOMER = {"customer_id": str}
 QUERIES: dict[str, Query] = {
-    "timeline": Query(by_customer(customer_timeline), {"customer_id": str, "since": parse_time, "limit": int},
-                      ("customer_id",)),
-    "freshness": Query(freshness, {}),
-    "flags": Query(flag_queries.open_flags, {}),
-    "suppression": Query(flag_queries.suppression_list, {}),
-    "customer_flags": Query(by_customer(flag_queries.customer_flags), {"customer_id": str}, ("customer_id",)),
-    "consistency": Query(consistency_queries.violations, {"customer_id": str, "subject": str}),
-    "consistency_summary": Query(consistency_queries.channel_summary, {}),
-    "journeys": Query(by_customer(journey_queries.customer_journeys), {"customer_id": str}, ("customer_id",)),
-    "metrics": Query(journey_queries.channel_metrics, {"channel": str, "days": int}),
-    "whois": Query(identity_queries.whois, {"identifier": str}, ("identifier",)),
+    "timeline": Query("projections.timeline.queries:customer_timeline",
+                      {**CUSTOMER, "since": parse_time, "limit": int}, ("customer_id",), by_customer=True),
+    "freshness": Query("projections.timeline.queries:freshness", {}),
+    "flags": Query("projections.flags.queries:open_flags", {}),
+    "suppression": Query("projections.flags.queries:suppression_list", {}),
+    "customer_flags": Query("projections.flags.queries:customer_flags", CUSTOMER, ("customer_id",), by_customer=True),
+    "consistency": Query("projections.consistency.queries:violations", {**CUSTOMER, "subject": str}),
+    "consistency_summary": Query("projections.consistency.queries:channel_summary", {}),
+    "journeys": Query("projections.journeys.queries:customer_journeys", CUSTOMER, ("customer_id",), by_customer=True),
+    "metrics": Query("projections.journeys.queries:channel_metrics", {"channel": str, "days": int}),
+    "whois": Query("projections.identities.queries:whois", {"identifier": str}, ("identifier",)),
 }
 
 

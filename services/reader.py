@@ -16,8 +16,6 @@ from typing import TypeVar
 
 import orjson
 
-from projections.migrate import migrate
-from projections.store import StoreLocked, connect
 from services.queries import QUERIES, run_query, run_sql
 from services.readonly import ReadPool
 from services.settings import Settings
@@ -64,6 +62,9 @@ def query_path(query: str, params: dict[str, object]) -> str:
 
 def _directly(settings: Settings, fn: Callable[..., T]) -> T:
     """``fn(client)`` on a read-only connection of this process's own."""
+    from projections.migrate import migrate
+    from projections.store import StoreLocked, connect
+
     if settings.embedded_store:
         try:
             writer = connect(settings.store_url)

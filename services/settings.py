@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumers.worker.config import WorkerConfig
 from projections.redact import MASK, redact_url
-from projections.stateful import Rules
+from projections.rules import Rules
 from schemas.channels import Channel
 from schemas.topics import Topics
 

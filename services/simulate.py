@@ -106,7 +106,7 @@ from pathlib import Path
 
 import orjson
 
-from projections.stateful import Rules
+from projections.rules import Rules
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.envelope import Event

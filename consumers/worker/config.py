@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from projections.stateful import Rules
+from projections.rules import Rules
 from schemas.topics import Topics
 
 

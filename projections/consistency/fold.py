@@ -28,7 +28,8 @@ import pyarrow as pa
 
 from projections.origin import Origin
 from projections.quotes.fold import told
-from projections.stateful import Folded, Rules, StatefulProjection
+from projections.rules import Rules
+from projections.stateful import Folded, StatefulProjection
 from schemas.derived import ConsistencyViolated, ToldValue
 from schemas.envelope import Event
 

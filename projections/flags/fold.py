@@ -40,7 +40,8 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from projections.origin import Origin
-from projections.stateful import Folded, Rules, StatefulProjection
+from projections.rules import Rules
+from projections.stateful import Folded, StatefulProjection
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.derived import AddressFlagCleared, AddressFlagged, MailToFlaggedAddress

@@ -46,7 +46,8 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from projections.origin import Origin
-from projections.stateful import Folded, Rules, StatefulProjection
+from projections.rules import Rules
+from projections.stateful import Folded, StatefulProjection
 from schemas import derived as dv
 from schemas import events as ev
 from schemas.channels import Channel

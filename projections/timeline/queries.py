@@ -24,15 +24,19 @@ def customer_timeline(client: Client, customer_id: str, since: datetime | None =
         f"SELECT {', '.join(COLUMNS)} FROM timeline FINAL WHERE {where} "
         "ORDER BY time, source, event_id LIMIT {limit:UInt32}",
         parameters={"customer": customer_id, "since": since, "limit": limit})
-    return [{**dict(zip(COLUMNS, row)), "time": row[0].isoformat(), "data": orjson.loads(row[8])}
+    return [{**dict(zip(COLUMNS, row)), "time": _utc(row[0]), "data": orjson.loads(row[8])}
             for row in result.result_rows]
 
 
-def freshness(client: Client) -> list[dict]:
-    """The newest event on the timeline and when the worker last projected one (UTC), with the row count."""
-    rows, newest, projected = client.query(
-        "SELECT count(), max(time), max(projected_at) FROM timeline").result_rows[0]
-    def utc(t):  # the embedded engine hands back naive datetimes in UTC
-        return (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat() if rows else None
+def _utc(t: datetime) -> str:
+    """RFC 3339 with its zone, like every time omnitrail prints (the embedded engine hands back naive UTC)."""
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat()
 
-    return [{"rows": rows, "newest_event": utc(newest), "last_projected": utc(projected)}]
+
+def freshness(client: Client) -> list[dict]:
+    """The newest event on the timeline and when the worker last projected one (UTC), with the number of events
+    (FINAL: a re-delivered event counts once, also before the store has merged its copies)."""
+    events, newest, projected = client.query(
+        "SELECT count(), max(time), max(projected_at) FROM timeline FINAL").result_rows[0]
+    return [{"rows": events, "newest_event": _utc(newest) if events else None,
+             "last_projected": _utc(projected) if events else None}]

@@ -18,11 +18,6 @@ DLQ = [(REASON, b"bad"), (TOPIC, b"omnitrail.phone"), (PARTITION, b"2"), (OFFSET
        (AT, NOW.isoformat().encode())]
 
 
-def test_header_names():
-    assert (REASON, TOPIC, PARTITION, OFFSET, AT) == ("dlq_reason", "dlq_topic", "dlq_partition", "dlq_offset",
-                                                      "dlq_at")
-
-
 def test_originals_kept_in_order_then_reason_and_origin():
     original = [("ce_type", b"omnitrail.Nope.v1"), ("content-type", b"application/json"), ("x-trace", b"\xff\x00")]
     assert deadletter_headers(original, "bad", ORIGIN, NOW) == original + DLQ

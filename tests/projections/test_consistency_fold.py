@@ -15,7 +15,8 @@ from projections.arrow import to_arrow
 from projections.consistency.fold import PROJECTION, SCHEMA, SOURCE, TABLE, fold, micros
 from projections.origin import Origin
 from projections.quotes import fold as quotes
-from projections.stateful import Folded, Rules
+from projections.rules import Rules
+from projections.stateful import Folded
 from tests.support.folds import fold_all
 from schemas import events as ev
 from schemas.derived import ConsistencyViolated, ToldValue

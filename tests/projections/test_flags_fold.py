@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.arrow import to_arrow
-from projections.flags.fold import PROJECTION, SCHEMA, SOURCE, TABLE, address_hash, fold, from_micros, micros
+from projections.flags.fold import PROJECTION, SCHEMA, SOURCE, address_hash, fold, from_micros, micros
 from projections.origin import Origin
-from projections.stateful import Folded, Rules
+from projections.rules import Rules
+from projections.stateful import Folded
 from tests.support.folds import fold_all
 from schemas import events as ev
 from schemas.derived import AddressFlagCleared, AddressFlagged, MailToFlaggedAddress
@@ -73,11 +74,6 @@ def test_address_hash_is_stable_and_normalised():
     assert address_hash(shouty) == h
     assert address_hash(NEW) != h
     assert h == "cd0d0baec4496f5f"  # stable across processes and releases: producers key suppression on it
-
-
-def test_projection_identity():
-    assert PROJECTION.name == "flags" and PROJECTION.table == TABLE == "address_flags"
-    assert PROJECTION.schema == SCHEMA
 
 
 # --- threshold and window ---------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.arrow import to_arrow
-from projections.journeys.fold import PROJECTION, SCHEMA, TABLE, fold, micros
+from projections.journeys.fold import PROJECTION, SCHEMA, fold, micros
 from projections.origin import Origin
-from projections.stateful import Rules
+from projections.rules import Rules
 from tests.support.folds import fold_all
 from schemas import derived as dv
 from schemas import events as ev
@@ -44,11 +44,6 @@ def final(rows: list[dict]) -> dict[str, dict]:
         if row["journey_id"] not in out or row["version"] > out[row["journey_id"]]["version"]:
             out[row["journey_id"]] = row
     return out
-
-
-def test_projection_names_table_and_schema():
-    assert PROJECTION.name == TABLE == PROJECTION.table == "journeys"
-    assert PROJECTION.schema == SCHEMA and PROJECTION.fold is fold
 
 
 def test_hotel_story_one_journey_over_four_channels():

@@ -11,7 +11,7 @@ import pytest
 
 from projections.arrow import to_arrow
 from projections.origin import Origin
-from projections.timeline.fold import SCHEMA, TABLE, project, summary
+from projections.timeline.fold import SCHEMA, project, summary
 from schemas import events as ev
 from schemas.registry import latest
 from schemas.envelope import Event
@@ -38,10 +38,6 @@ def only_row(event: Event, origin: Origin = ORIGIN) -> dict:
     rows = project(event, origin)
     assert isinstance(rows, list) and len(rows) == 1
     return rows[0]
-
-
-def test_table_name():
-    assert TABLE == "timeline"
 
 
 @ALL
@@ -80,11 +76,6 @@ def test_summary_is_in_the_row():
 
 def test_missing_correlation_id_is_empty_string():
     assert only_row(sample_event(ev.CallEnded))["correlation_id"] == ""
-
-
-def test_projection_is_pure():
-    event = sample_event(ev.MailReturned)
-    assert project(event, ORIGIN) == project(event, ORIGIN)
 
 
 def test_same_event_from_two_offsets_differs_only_in_origin():

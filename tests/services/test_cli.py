@@ -103,3 +103,68 @@ def test_timeline_since_takes_rfc3339_and_rejects_nonsense(settings):
     assert run_cli(settings, "timeline", "nobody", "--since", "2026-11-01T00:00:00Z").returncode == 0
     bad = run_cli(settings, "timeline", "nobody", "--since", "yesterday-ish")
     assert bad.returncode == 1 and "not an RFC 3339 time" in bad.stderr
+
+
+# --- what a newcomer hits next (issue 10) -----------------------------------------------------------------------------
+def test_emit_prints_the_ids_it_published(settings):
+    result = run_cli(settings, "emit", "-t", "CallStarted", "-c", "ids-1", "--channel", "phone", "--id", "call-ids-1",
+                     "--data", '{"call_id": "c-1"}', "--json")
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout) == [{"id": "call-ids-1", "source": settings.source, "type":
+                                            "omnitrail.CallStarted.v1", "subject": "ids-1", "channel": "phone"}]
+    table = run_cli(settings, "emit", "-t", "CallStarted", "-c", "ids-1", "--channel", "phone", "--data",
+                    '{"call_id": "c-2"}')
+    assert table.returncode == 0 and "published 1 event(s)" in table.stdout and "omnitrail.CallStarted.v1" in table.stdout
+
+
+@pytest.mark.parametrize("args", [("emit", "-t", "CallStarted", "-c", "x", "--channel", "phone", "--data",
+                                   '{"call_id": "1"}'), ("topics",), ("alerts",), ("deadletter", "list")])
+def test_an_unreachable_broker_is_named_within_seconds(tmp_path, args):
+    from services.settings import Settings
+    from services.stack import free_port
+
+    settings = Settings(state_dir=tmp_path / "state", kafka_bootstrap=f"127.0.0.1:{free_port()}",
+                        api_port=free_port())
+    started = time.monotonic()
+    result = run_cli(settings, *args)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 15  # librdkafka alone waits 30 s and more
+    assert "cannot reach Kafka" in result.stderr and "omnitrail stack up" in result.stderr
+
+
+def test_an_unknown_channel_is_named_with_the_known_ones(settings):
+    result = run_cli(settings, "metrics", "--channel", "pigeon")
+    assert result.returncode == 2 and "unknown channel 'pigeon'" in result.stderr and "twitter" in result.stderr
+
+
+def test_reads_say_when_the_projections_are_behind_the_log(settings):
+    from services.publisher import Publisher
+
+    with Publisher(settings) as publisher:  # no worker runs: nothing gets projected
+        publisher.publish_many(journey("behind-1"))
+    result = run_cli(settings, "timeline", "behind-1")
+    assert result.returncode == 0
+    assert "the projections are 10 events behind the log" in result.stderr and "omnitrail worker" in result.stderr
+
+
+def test_timeline_times_carry_their_zone(settings, worker):
+    assert run_cli(settings, "emit", "-t", "CallStarted", "-c", "tz-1", "--channel", "phone", "--data",
+                   '{"call_id": "c-1"}', "--time", "2026-11-01T10:00:00+01:00").returncode == 0
+    rows = wait_until(lambda: timeline_json(settings, "tz-1"), timeout=15)
+    assert rows[0]["time"] == "2026-11-01T09:00:00+00:00"
+    assert "2026-11-01 09:00:00 UTC" in run_cli(settings, "timeline", "tz-1").stdout
+
+
+def test_the_demo_names_the_setting_when_its_ports_are_taken(tmp_path):
+    import socket
+
+    from services.settings import Settings
+    from services.stack import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(state_dir=tmp_path / "state", kafka_bootstrap=f"127.0.0.1:{free_port()}", api_port=port)
+        result = run_cli(settings, "demo", "--no-keep-running")
+    assert result.returncode == 1 and "OMNITRAIL_API_PORT" in result.stderr and "Traceback" not in result.stderr

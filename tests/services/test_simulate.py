@@ -20,7 +20,7 @@ from projections.migrate import migrate
 from projections.origin import Origin
 from projections.quotes import fold as quotes
 from projections.sink import Sink
-from projections.stateful import Rules
+from projections.rules import Rules
 from projections.store import connect
 from tests.support.brokers import running_clickhouse
 from tests.support.folds import fold_all

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from projections.engine import Engine, Record
 from projections.origin import Origin
-from projections.stateful import Rules, StatefulProjection
+from projections.rules import Rules
+from projections.stateful import StatefulProjection
 
 
 def fold_all(projection: StatefulProjection, events: Iterable[tuple[object, Origin]],
