@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -51,6 +50,8 @@ def admin(bootstrap: str) -> AdminClient:
 @lru_cache(maxsize=1 << 18)  # customers repeat: hash each key once
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition the Java client's default partitioner (and librdkafka's ``murmur2_random``) picks for ``key``."""
+    from aiokafka.partitioner import murmur2  # here: aiokafka costs every CLI command ~30 ms, and few need it
+
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
