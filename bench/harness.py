@@ -13,19 +13,24 @@ import math
 import os
 import shutil
 import signal
+import platform
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from rich.progress import Progress
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from consumers.kafka import partition_for
 from projections.store import connect
@@ -165,6 +170,23 @@ def encoded(settings: Settings, events: list[Event]) -> list[tuple[str, Record]]
     return [(settings.channel_topic(e.channel), encode(e, settings.event_mode)) for e in events]
 
 
+def produce_all(producer: Producer, items) -> list[str]:
+    """Produce (topic, record) pairs and wait for every acknowledgement; the errors, if any."""
+    errors: list[str] = []
+    for topic, rec in items:
+        while True:
+            try:
+                producer.produce(topic, rec.value, rec.key, headers=rec.headers,
+                                 on_delivery=lambda err, msg: err and errors.append(err.str()))
+                break
+            except BufferError:  # the local queue is full: let deliveries drain
+                producer.poll(0.05)
+        producer.poll(0)
+    if left := producer.flush(60):
+        errors.append(f"{left} undelivered after 60 s")
+    return errors
+
+
 def load_topics(settings: Settings, records: list[tuple[str, Record]], progress: Progress, label: str) -> dict:
     """Put pre-encoded records on the topics, placed like the Publisher places them (murmur2 of the key), in
     order (idempotent), lz4-compressed to keep noida-db's data file small."""
@@ -172,21 +194,10 @@ def load_topics(settings: Settings, records: list[tuple[str, Record]], progress:
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "acks": "all",
                          "partitioner": "murmur2_random", "compression.type": "lz4", "linger.ms": 20,
                          "batch.num.messages": 10_000, "log.connection.close": False})
-    errors: list[str] = []
     task = progress.add_task(label, total=len(records))
     t0 = time.perf_counter()
-    for topic, rec in ticking(records, progress, task, 5000):
-        while True:
-            try:
-                producer.produce(topic, rec.value, rec.key, headers=rec.headers,
-                                 on_delivery=lambda err, msg: err and errors.append(err.str()))
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    left = producer.flush(60)
-    if left or errors:
-        raise RuntimeError(f"loading the topics: {left} undelivered, {len(errors)} errors {errors[:3]}")
+    if errors := produce_all(producer, ticking(records, progress, task, 5000)):
+        raise RuntimeError(f"loading the topics: {len(errors)} errors {errors[:3]}")
     seconds = time.perf_counter() - t0
     return {"events": len(records), "seconds": seconds}
 
@@ -618,3 +629,66 @@ def _raw_once(client, table: str, settings: Settings, n: int, progress: Progress
     finally:
         consumer.close()
     return {**span, "consumed": got, "end_to_end_s": elapsed, "cpu_us_per_event": cpu / got * 1e6}
+
+
+# --- a recorded bench run (bench/ingest.py, bench/reads.py) -----------------------------------------------------------
+RESULTS = ROOT / "bench" / "results"
+
+
+def write_result(name: str, result: dict) -> Path:
+    """``bench/results/<name>-<time>.json`` and ``<name>-latest.json``."""
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    data = orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    for path in (RESULTS / f"{name}-{stamp}.json", RESULTS / f"{name}-latest.json"):
+        path.write_bytes(data)
+    return RESULTS / f"{name}-{stamp}.json"
+
+
+def merge_latest(name: str, result: dict, rows: list[dict], prefix: str) -> dict:
+    """Put ``result`` and its target rows (figures starting with ``prefix``) into ``latest.json``, other parts as
+    they are."""
+    path = RESULTS / "latest.json"
+    combined = orjson.loads(path.read_bytes()) if path.exists() else {"targets": [], "notes": []}
+    combined["targets"] = [r for r in combined.get("targets", []) if not r["figure"].startswith(prefix)]
+    combined["targets"] += rows
+    combined[f"{name}_at"], combined[name] = result["at"], result
+    path.write_bytes(orjson.dumps(combined, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    return combined
+
+
+def recorded_run(name: str, bench: Callable, size: dict, keep: bool, merge: Callable[[dict], dict],
+                 reports: Callable[[dict], list], console) -> int:
+    """Run ``bench(tmp, progress)`` in a temp dir under progress bars, record its result (or its failure, so that
+    latest.json shows the failure rather than an old figure) and print its reports and the targets table."""
+    from bench import summary as targets
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    load, t0 = os.getloadavg(), time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f"omnitrail-bench-{name}-"))
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    try:
+        with Progress(*columns, console=console) as progress:
+            result = bench(tmp, progress)
+    except Exception as exc:  # noqa: BLE001 (recorded, see above)
+        console.print(f"[red]{name} bench failed: {escape(f'{type(exc).__name__}: {exc}')}[/red]")
+        failed = {"at": at, **size, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(8)}
+        write_result(name, failed)
+        console.print(targets.table(merge(failed)["targets"]))
+        return 1
+    finally:
+        if keep:
+            console.print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result = {"at": at, "cpus": os.cpu_count(), "machine": platform.machine(), "loadavg_at_start": load,
+              "loadavg_at_end": os.getloadavg(), "seconds": round(time.perf_counter() - t0, 1), **result}
+    for table in reports(result):
+        console.print(table)
+    path = write_result(name, result)
+    console.print(f"results: {path.relative_to(ROOT)} (and {name}-latest.json, latest.json)")
+    console.print(targets.table(merge(result)["targets"], f"{name} {at}; load at start "
+                                f"{', '.join(f'{x:.1f}' for x in load)}; ratio = value / baseline. "
+                                "All figures: bench/results/latest.json"))
+    return 0

@@ -37,24 +37,20 @@ import argparse
 import collections
 import contextlib
 import os
-import platform
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import orjson
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from bench import harness as h
@@ -86,25 +82,10 @@ def produce_raw(settings: Settings, records: list[tuple[str, Record]], warm: lis
                 progress: Progress, label: str) -> dict:
     """Produce pre-encoded records, wait for every acknowledgement; the seconds after a flushed warm-up."""
     producer = service_producer(settings)
-    errors: list[str] = []
-
-    def produce_all(items) -> None:
-        for topic, rec in items:
-            while True:
-                try:
-                    producer.produce(topic, rec.value, rec.key, headers=rec.headers,
-                                     on_delivery=lambda err, msg: err and errors.append(err.str()))
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
-        if left := producer.flush(60):
-            errors.append(f"{left} undelivered after 60 s")
-
-    produce_all(warm)
+    errors = h.produce_all(producer, warm)
     task = progress.add_task(label, total=len(records))
     t0, cpu0 = time.perf_counter(), h.cpu_seconds(os.getpid())
-    produce_all(h.ticking(records, progress, task, 5000))
+    errors += h.produce_all(producer, h.ticking(records, progress, task, 5000))
     seconds, cpu = time.perf_counter() - t0, h.cpu_seconds(os.getpid()) - cpu0
     if errors:
         raise RuntimeError(f"raw produce: {len(errors)} errors (first: {errors[0]})")
@@ -445,13 +426,7 @@ def target_rows(result: dict) -> list[dict]:
 
 def merge_latest(result: dict) -> dict:
     """Put the ingest result and its target rows into ``latest.json`` (other parts left as they are)."""
-    path = RESULTS / "latest.json"
-    combined = orjson.loads(path.read_bytes()) if path.exists() else {"targets": [], "notes": []}
-    combined["targets"] = [r for r in combined.get("targets", []) if not r["figure"].startswith(FIGURE_PREFIX)]
-    combined["targets"] += target_rows(result)
-    combined["ingest_at"], combined["ingest"] = result["at"], result
-    path.write_bytes(orjson.dumps(combined, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    return combined
+    return h.merge_latest("ingest", result, target_rows(result), FIGURE_PREFIX)
 
 
 def report(r: dict) -> Table:
@@ -504,38 +479,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.events < BATCH or args.singles < 1 or args.concurrency < 1:
         parser.error(f"--events must be at least {BATCH}, --singles and --concurrency at least 1")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
-    at = datetime.now(UTC).isoformat(timespec="seconds")
-    load = os.getloadavg()
-    tmp = Path(tempfile.mkdtemp(prefix="omnitrail-bench-ingest-"))
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    try:
-        with Progress(*columns, console=console) as progress:
-            result = bench(args, tmp, progress)
-    except Exception as exc:  # noqa: BLE001 (recorded, so latest.json shows the failure rather than an old figure)
-        console.print(f"[red]ingest bench failed: {escape(f'{type(exc).__name__}: {exc}')}[/red]")
-        failed = {"at": at, "events": args.events, "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc(limit=8)}
-        _write(failed)
-        console.print(targets.table(merge_latest(failed)["targets"]))
-        return 1
-    finally:
-        if args.keep:
-            console.print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    result = {"at": at, "cpus": os.cpu_count(), "machine": platform.machine(), "loadavg_at_start": load,
-              "loadavg_at_end": os.getloadavg(), **result}
-    console.print(report(result))
-    if prof := result.get("profile"):
-        console.print(profile_table(prof))
-    path = _write(result)
-    console.print(f"results: {path.relative_to(h.ROOT)} (and ingest-latest.json, latest.json)")
-    combined = merge_latest(result)
-    console.print(targets.table(combined["targets"], f"ingest {at}; load at start "
-                                f"{', '.join(f'{x:.1f}' for x in load)}; ratio = value / baseline. "
-                                "All figures: bench/results/latest.json"))
-    return 0
+    return h.recorded_run("ingest", lambda tmp, progress: bench(args, tmp, progress), {"events": args.events},
+                          args.keep, merge_latest, reports, console)
+
+
+def reports(result: dict) -> list:
+    prof = result.get("profile")
+    return [report(result), *([profile_table(prof)] if prof else [])]
 
 
 def profile_table(prof: dict) -> Table:
@@ -548,15 +498,6 @@ def profile_table(prof: dict) -> Table:
     for name, share in list(prof["top_self_pct"].items())[:10]:
         t.add_row(escape(f"self: {name}"), f"{share:.1f}")
     return t
-
-
-def _write(result: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    data = orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-    for path in (RESULTS / f"ingest-{stamp}.json", RESULTS / "ingest-latest.json"):
-        path.write_bytes(data)
-    return RESULTS / f"ingest-{stamp}.json"
 
 
 if __name__ == "__main__":

@@ -59,23 +59,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -85,7 +80,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from bench import harness as h
@@ -385,7 +380,7 @@ def recommended_subjects(subjects: str) -> str:
 
 
 def recommended_connect(original: Callable) -> Callable:
-    """``services.readonly.connect`` for a URL ending in ``MARK``: the URL without it, and the connection settings
+    """``projections.store.connect`` for a URL ending in ``MARK``: the URL without it, and the connection settings
     with ``RECOMMENDED_SETTINGS`` added before ``readonly`` (after it the session refuses settings)."""
     def connect_marked(url: str, settings: dict[str, str] | None = None):
         if not url.endswith(MARK):
@@ -402,6 +397,7 @@ def serve_recommended(port: int) -> None:
     connections carry ``RECOMMENDED_SETTINGS``. Same engine, same data, same moment: look-ups can be interleaved."""
     import logging
 
+    import projections.store as store
     import services.readonly as readonly
     from services.cli import http_app
     from services.http.app import create_app
@@ -409,7 +405,7 @@ def serve_recommended(port: int) -> None:
 
     logging.basicConfig(level="WARNING")
     settings = Settings()
-    readonly.connect = recommended_connect(readonly.connect)
+    store.connect = recommended_connect(store.connect)  # services.readonly opens its connections through it
     as_is = http_app(settings)
     changed = create_app(settings, pool=readonly.ReadPool(settings.read_url + MARK, settings.api_query_seconds))
     side = HttpServer(changed, settings.api_host, port).start()
@@ -989,13 +985,7 @@ def target_rows(result: dict) -> list[dict]:
 
 def merge_latest(result: dict) -> dict:
     """Put the reads result and its target rows into ``latest.json`` (other parts left as they are)."""
-    path = RESULTS / "latest.json"
-    combined = orjson.loads(path.read_bytes()) if path.exists() else {"targets": [], "notes": []}
-    combined["targets"] = [r for r in combined.get("targets", []) if not r["figure"].startswith(FIGURE_PREFIX + ":")]
-    combined["targets"] += target_rows(result)
-    combined["reads_at"], combined["reads"] = result["at"], result
-    path.write_bytes(orjson.dumps(combined, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    return combined
+    return h.merge_latest("reads", result, target_rows(result), FIGURE_PREFIX + ":")
 
 
 def report(r: dict) -> list[Table]:
@@ -1075,15 +1065,6 @@ def report(r: dict) -> list[Table]:
     return tables
 
 
-def _write(result: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    data = orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-    for path in (RESULTS / f"reads-{stamp}.json", RESULTS / "reads-latest.json"):
-        path.write_bytes(data)
-    return RESULTS / f"reads-{stamp}.json"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.reads", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="timeline rows in the store (10000000)")
@@ -1114,38 +1095,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.rows < 1000 or args.customers_sample < 1 or args.batch_rows < 1000:
         parser.error("--rows and --batch-rows must be at least 1000, --customers-sample at least 1")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
-    at = datetime.now(UTC).isoformat(timespec="seconds")
-    load_avg = os.getloadavg()
-    t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="omnitrail-bench-reads-"))
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    try:
-        with Progress(*columns, console=console) as progress:
-            result = bench(args, tmp, progress)
-    except Exception as exc:  # noqa: BLE001 (recorded, so latest.json shows the failure rather than an old figure)
-        console.print(f"[red]reads bench failed: {escape(f'{type(exc).__name__}: {exc}')}[/red]")
-        failed = {"at": at, "rows": args.rows, "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc(limit=8)}
-        _write(failed)
-        console.print(targets.table(merge_latest(failed)["targets"]))
-        return 1
-    finally:
-        if args.keep:
-            console.print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    result = {"at": at, "cpus": os.cpu_count(), "machine": platform.machine(), "loadavg_at_start": load_avg,
-              "loadavg_at_end": os.getloadavg(), "seconds": round(time.perf_counter() - t0, 1), **result}
-    for table in report(result):
-        console.print(table)
-    path = _write(result)
-    console.print(f"results: {path.relative_to(h.ROOT)} (and reads-latest.json, latest.json)")
-    combined = merge_latest(result)
-    console.print(targets.table(combined["targets"], f"reads {at}; load at start "
-                                f"{', '.join(f'{x:.1f}' for x in load_avg)}; ratio = value / baseline. "
-                                "All figures: bench/results/latest.json"))
-    return 0
+    return h.recorded_run("reads", lambda tmp, progress: bench(args, tmp, progress), {"rows": args.rows},
+                          args.keep, merge_latest, report, console)
 
 
 if __name__ == "__main__":
