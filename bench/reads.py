@@ -399,7 +399,7 @@ def serve_recommended(port: int) -> None:
 
     import projections.store as store
     import services.readonly as readonly
-    from services.cli import http_app
+    from services.cli.operate import http_app
     from services.http.app import create_app
     from services.http.server import HttpServer
 
