@@ -692,3 +692,20 @@ def recorded_run(name: str, bench: Callable, size: dict, keep: bool, merge: Call
                                 f"{', '.join(f'{x:.1f}' for x in load)}; ratio = value / baseline. "
                                 "All figures: bench/results/latest.json"))
     return 0
+
+
+def start_service(command: list[str], env: dict[str, str], log: Path, url: str, timeout: float) -> subprocess.Popen:
+    """Start an HTTP service process (``command``, logging to ``log``) and return once ``url`` answers ``/health``;
+    ``RuntimeError`` with the log's end if it exits or does not answer within ``timeout``."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            api_get(url, "/health", 1)
+            return proc
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{' '.join(command[1:])} did not come up (exit code {proc.poll()}); log {log}:\n"
+                               f"{log_excerpt(log)}")
+        time.sleep(0.05)

@@ -124,20 +124,8 @@ class Service:
             self.server = HttpServer(create_app(self.settings), self.settings.api_host, self.settings.api_port).start()
             self.url = self.server.url
         else:
-            with open(self.log, "ab") as out:
-                self.proc = subprocess.Popen([sys.executable, "-m", "services", "serve"], cwd=h.ROOT,
-                                             env=settings_env(self.settings), stdout=out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                             preexec_fn=h._die_with_parent)
-            deadline = time.monotonic() + timeout
-            while True:
-                with contextlib.suppress(OSError):
-                    h.api_get(self.url, "/health", 1)
-                    break
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"omnitrail serve did not come up (exit code {self.proc.poll()}); log "
-                                       f"{self.log}:\n{h.log_excerpt(self.log)}")
-                time.sleep(0.05)
+            self.proc = h.start_service([sys.executable, "-m", "services", "serve"], settings_env(self.settings),
+                                        self.log, self.url, timeout)
         self.up_s = time.perf_counter() - t0
         return self
 

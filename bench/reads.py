@@ -639,19 +639,7 @@ class Serve(Service):
 
     def start(self, timeout: float = 120.0) -> Serve:
         t0 = time.perf_counter()
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.command, cwd=h.ROOT, env=settings_env(self.settings), stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=h._die_with_parent)
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(OSError):
-                h.api_get(self.url, "/health", 1)
-                break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{' '.join(self.command[1:])} did not come up (exit code {self.proc.poll()}); "
-                                   f"log {self.log}:\n{h.log_excerpt(self.log)}")
-            time.sleep(0.05)
+        self.proc = h.start_service(self.command, settings_env(self.settings), self.log, self.url, timeout)
         self.up_s = time.perf_counter() - t0
         return self
 
