@@ -2,7 +2,7 @@
 
 With a ClickHouse server, or an embedded store no worker holds, ``omnitrail replay`` rebuilds in its own process.
 While a worker owns the embedded store, the CLI asks the worker's API to run the rebuild in a thread of its own
-(``POST /replay/<name>``), follows its progress (``GET /replay``) and can cancel it (``DELETE /replay``).
+(``POST /v1/replay/<name>``), follows its progress (``GET /v1/replay``) and can cancel it (``DELETE /v1/replay``).
 """
 
 from __future__ import annotations
