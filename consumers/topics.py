@@ -20,6 +20,7 @@ def create_topics(bootstrap: str, topics: Topics, partitions: int, replication_f
     log's topics and the dead letters keep their data forever. Returns the names created."""
     configs = {name: dict(KEEP_FOREVER) for name in [*topics.log, topics.repartition]}
     configs[topics.deadletter] = {**KEEP_FOREVER, "max.message.bytes": str(DEADLETTER_MAX_BYTES)}
+    configs[topics.discarded] = {**KEEP_FOREVER, "max.message.bytes": str(DEADLETTER_MAX_BYTES)}
     configs[topics.changelog] = {"cleanup.policy": "compact"}
     return ensure_topics(bootstrap, configs, partitions, replication_factor)
 

@@ -3,6 +3,7 @@
 * ``<prefix>.<channel>``: one topic per channel; producers write interaction events here, keyed by customer id.
 * ``<prefix>.derived``: what the projections concluded (flags, violations); written by the worker only.
 * ``<prefix>.deadletter``: records the worker could not process, with the reason and origin in headers.
+* ``<prefix>.deadletter-discarded``: the dead letters an operator discarded, with who said why: an audit trail.
 * ``<prefix>.repartition``: the worker's internal topic for records a producer put on the wrong partition
   (see ``consumers.worker``); they are forwarded there to the partition that owns their customer.
 * ``<group>-state-changelog``: the worker's compacted changelog of customer states, one per consumer group.
@@ -34,6 +35,11 @@ class Topics:
     @property
     def deadletter(self) -> str:
         return f"{self.prefix}.deadletter"
+
+    @property
+    def discarded(self) -> str:
+        """The audit trail of dead letters an operator discarded (``omnitrail deadletter discard``)."""
+        return f"{self.prefix}.deadletter-discarded"
 
     @property
     def repartition(self) -> str:

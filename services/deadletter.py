@@ -1,4 +1,5 @@
-"""Dead letters: list the records the worker could not process, and replay them after a fix.
+"""Dead letters: list the records the worker could not process, replay them after a fix, or discard the ones that
+can never be fixed (kept in the audit topic ``<prefix>.deadletter-discarded``, never silently dropped).
 
 The worker (``consumers/worker/loop.py``) sends a record it cannot decode or project to ``settings.deadletter_topic`` with
 its original key, value and headers, plus ``dlq_reason``, ``dlq_topic``, ``dlq_partition``, ``dlq_offset`` and
@@ -326,32 +327,76 @@ def replay_dead_letters(settings: Settings, since: datetime | None = None, timeo
         plans = {p: _plan(s, since, report) for p, s in state.items()}
         todo = [r for p in sorted(plans) for r in plans[p][0]]
         if todo:
-            _produce(settings, todo, timeout, progress)
+            _produce(settings, [(r.letter.topic, r, _replay_headers(r)) for r in todo], timeout, progress)
         elif progress is not None:
             progress(0, 0)
         report.replayed = len(todo)
         report.by_topic = dict(Counter(r.letter.topic for r in todo))
-        moves = [TopicPartition(topic, p, committed, metadata=metadata)
-                 for p, (_, committed, metadata) in sorted(plans.items())
-                 if committed != state[p].committed or decode_offsets(metadata) != state[p].replayed]
-        if moves:
-            try:
-                for tp in consumer.commit(offsets=moves, asynchronous=False) or []:
-                    if tp.error is not None:
-                        raise DeadLetterError(f"replayed {len(todo)} record(s) but could not move the cursor of "
-                                              f"partition {tp.partition}: {tp.error}; they will be replayed again")
-            except KafkaException as exc:
-                raise DeadLetterError(f"replayed {len(todo)} record(s) but could not move the cursor: {exc}; "
-                                      "they will be replayed again") from None
+        _move_cursor(consumer, topic, state, {p: plan[1:] for p, plan in plans.items()},
+                     f"replayed {len(todo)} record(s)", "they will be replayed again")
         report.cursor = {p: (committed, metadata) for p, (_, committed, metadata) in plans.items()}
     finally:
         consumer.close()
     return report
 
 
-def _produce(settings: Settings, records: list[_Record], timeout: float,
-             progress: Callable[[int, int], None] | None) -> None:
-    """Produce the records to their origin topics and wait for every delivery; raise if any failed."""
+def _move_cursor(consumer: Consumer, topic: str, state: dict[int, _Partition], cursors: dict[int, tuple[int, str]],
+                 done: str, consequence: str) -> None:
+    """Commit each partition's new cursor (offset, metadata) where it changed."""
+    moves = [TopicPartition(topic, p, committed, metadata=metadata)
+             for p, (committed, metadata) in sorted(cursors.items())
+             if committed != state[p].committed or decode_offsets(metadata) != state[p].replayed]
+    if not moves:
+        return
+    try:
+        for tp in consumer.commit(offsets=moves, asynchronous=False) or []:
+            if tp.error is not None:
+                raise DeadLetterError(f"{done} but could not move the cursor of partition {tp.partition}: "
+                                      f"{tp.error}; {consequence}")
+    except KafkaException as exc:
+        raise DeadLetterError(f"{done} but could not move the cursor: {exc}; {consequence}") from None
+
+
+def discard_dead_letters(settings: Settings, which: set[tuple[int, int]], why: str, timeout: float = 30.0) -> int:
+    """Discard pending dead letters that can never be fixed, named by (dlq partition, dlq offset): each goes to the
+    audit topic (``<prefix>.deadletter-discarded``) with its bytes, its headers and ``discard_reason``,
+    ``discarded_at``, ``discarded_from``; then the cursor marks it handled, so it is no longer pending and no replay
+    sends it. Nothing is lost: the audit topic keeps every discarded record. Returns how many were discarded."""
+    if not why.strip():
+        raise DeadLetterError("say why these dead letters are discarded (--reason): the audit trail keeps it")
+    topic = settings.deadletter_topic
+    consumer = _consumer(settings, replay_group(settings))
+    try:
+        state = _read_pending(settings, consumer, timeout)
+        chosen = {p: [r for r in s.records if (p, r.letter.dlq_offset) in which] for p, s in state.items()}
+        found = {(p, r.letter.dlq_offset) for p, rs in chosen.items() for r in rs}
+        if missing := sorted(which - found):
+            raise DeadLetterError(f"not pending dead letters: {', '.join(f'{p}:{o}' for p, o in missing)} (see "
+                                  "`omnitrail deadletter list`); nothing was discarded")
+        at = datetime.now(UTC).isoformat().encode()
+        audit = [(settings.topics.discarded, r, [*r.headers, ("discard_reason", why.encode()), ("discarded_at", at),
+                                                   ("discarded_from", f"{p}:{r.letter.dlq_offset}".encode())])
+                 for p, rs in chosen.items() for r in rs]
+        _produce(settings, audit, timeout, None, "discard")
+        cursors = {}
+        for p, s in state.items():
+            handled = {r.letter.dlq_offset for r in chosen[p]}
+            kept = [r.letter.dlq_offset for r in s.records if r.letter.dlq_offset not in handled]
+            committed = min(kept, default=s.end)
+            cursors[p] = (committed, encode_offsets(o for o in s.replayed | handled if o >= committed))
+            if len(cursors[p][1]) > METADATA_BUDGET:
+                raise DeadLetterError(f"too many scattered dead letters of partition {p} at once for the cursor; "
+                                      "discard fewer (or replay the others first); nothing was discarded")
+        _move_cursor(consumer, topic, state, cursors, f"discarded {len(audit)} record(s) to the audit topic",
+                     "they are still pending; discarding them again is harmless")
+        return len(audit)
+    finally:
+        consumer.close()
+
+
+def _produce(settings: Settings, records: list[tuple[str, _Record, list[tuple[str, bytes]]]], timeout: float,
+             progress: Callable[[int, int], None] | None, what: str = "replay") -> None:
+    """Produce (topic, record, headers) and wait for every delivery; raise if any failed."""
     producer = Producer({
         "bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "acks": "all",
         "linger.ms": 5, "partitioner": "murmur2_random",  # the partition the Publisher would pick for the key
@@ -368,20 +413,19 @@ def _produce(settings: Settings, records: list[_Record], timeout: float,
         if progress is not None:
             progress(done, len(records))
 
-    for r in records:
+    for topic, r, headers in records:
         while True:
             try:
-                producer.produce(r.letter.topic, r.value, r.key, headers=_replay_headers(r), on_delivery=report)
+                producer.produce(topic, r.value, r.key, headers=headers, on_delivery=report)
                 break
             except BufferError:
                 producer.poll(0.1)
             except KafkaException as exc:
-                raise DeadLetterError(f"cannot replay to {r.letter.topic}: {exc}; nothing was marked replayed") \
-                    from None
+                raise DeadLetterError(f"cannot {what} to {topic}: {exc}; nothing was marked done") from None
         producer.poll(0)
     remaining = producer.flush(timeout)
     if remaining or done < len(records):
         failures.append(f"{max(remaining, len(records) - done)} record(s) still undelivered after {timeout}s")
     if failures:
-        raise DeadLetterError(f"{len(failures)} replay failure(s), nothing was marked replayed (a retry replays "
-                              f"them again, which is harmless): {'; '.join(failures[:5])}")
+        raise DeadLetterError(f"{len(failures)} {what} failure(s), nothing was marked done (a retry does it again, "
+                              f"which is harmless): {'; '.join(failures[:5])}")

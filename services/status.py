@@ -47,11 +47,12 @@ def consumer_lag(settings: Settings, timeout: float = 10.0) -> list[PartitionLag
 
 
 def retention_problems(settings: Settings) -> list[dict]:
-    """The log's topics (channels, derived) and the dead letters whose settings would drop events, each with the
-    ``kafka-configs.sh`` command that makes it keep them (omnitrail creates them so; someone changed them, or
-    created them by hand)."""
+    """The log's topics (channels, derived), the dead letters and their audit trail whose settings would drop events,
+    each with the ``kafka-configs.sh`` command that makes it keep them (omnitrail creates them so; someone changed
+    them, or created them by hand)."""
     problems = []
-    for found in dropping_topics(settings.kafka_bootstrap, [*settings.topics.log, settings.deadletter_topic]):
+    for found in dropping_topics(settings.kafka_bootstrap, [*settings.topics.log, settings.deadletter_topic,
+                                                            settings.topics.discarded]):
         keep = "retention.ms=-1,retention.bytes=-1"
         if "cleanup.policy" in found.settings:  # compacted: back to delete, which with no limit deletes nothing
             keep = "cleanup.policy=delete," + keep

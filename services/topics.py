@@ -9,7 +9,7 @@ from services.settings import Settings
 
 def all_topics(settings: Settings) -> list[str]:
     """The topics of the log and the dead letters (the worker's internal topics are not listed)."""
-    return [*settings.topics.log, settings.deadletter_topic]
+    return [*settings.topics.log, settings.deadletter_topic, settings.topics.discarded]
 
 
 def ensure_topics(settings: Settings) -> list[str]:

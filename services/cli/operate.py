@@ -335,6 +335,29 @@ def deadletter_list(
     out.print(table)
 
 
+@deadletter_app.command("discard")
+def deadletter_discard(
+    which: Annotated[list[str], typer.Argument(help="Dead letters as DLQ_PARTITION:DLQ_OFFSET (see `deadletter list`)")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it can never be fixed (kept in the audit trail)")],
+) -> None:
+    """Discard dead letters that can never be fixed: they leave the pending list for the audit topic, never lost."""
+    from services.deadletter import DeadLetterError, discard_dead_letters
+
+    chosen = set()
+    for text in which:
+        partition, _, offset = text.partition(":")
+        if not (partition.isdigit() and offset.isdigit()):
+            fail(f"{text!r} is not DLQ_PARTITION:DLQ_OFFSET (e.g. 0:17, as `omnitrail deadletter list` shows)", 2)
+        chosen.add((int(partition), int(offset)))
+    settings = load_settings()
+    require_kafka(settings)
+    try:
+        count = discard_dead_letters(settings, chosen, reason)
+    except DeadLetterError as exc:
+        fail(str(exc))
+    out.print(f"discarded {count} dead letter(s); they are kept, with the reason, in {settings.topics.discarded}")
+
+
 @deadletter_app.command("replay")
 def deadletter_replay(
     since: Annotated[Optional[str], typer.Option(help="Only those dead-lettered at or after this RFC 3339 time; "

@@ -154,3 +154,26 @@ def test_cursor_metadata_ranges_round_trip():
     assert decode_offsets(None) == decode_offsets("") == decode_offsets("garbage") == set()
     offsets = {0, 2, 3, 4, 10, 11, 40}
     assert decode_offsets(encode_offsets(offsets)) == offsets
+
+
+def test_a_dead_letter_that_can_never_be_fixed_is_discarded_into_the_audit_trail(settings, worker):
+    topic = settings.channel_topic("webchat")
+    produce_raw(settings.kafka_bootstrap, topic, [(b"dl-junk", b"not json at all", []), (b"dl-keep", b"{", [])])
+    rows = wait_until(lambda: (r := listed(settings)) and len(r) >= 2 and r)
+    junk = next(r for r in rows if r["key"] == "dl-junk")
+    ref = f"{junk['dlq_partition']}:{junk['dlq_offset']}"
+
+    refused = run_cli(settings, "deadletter", "discard", "0:99999", "--reason", "garbage")
+    assert refused.returncode == 1 and "not pending dead letters: 0:99999" in refused.stderr
+    assert run_cli(settings, "deadletter", "discard", ref, "--reason", " ").returncode == 1  # a reason is required
+    out = cli_ok(settings, "deadletter", "discard", ref, "--reason", "test garbage from a load test")
+    assert "discarded 1 dead letter(s)" in out
+
+    assert [r["key"] for r in listed(settings)] == ["dl-keep"]  # no longer pending, the other one still is
+    [kept] = read_topic(settings.kafka_bootstrap, settings.topics.discarded, expect=1)
+    headers = dict(kept.headers())
+    assert kept.value() == b"not json at all" and kept.key() == b"dl-junk"
+    assert headers["discard_reason"] == b"test garbage from a load test" and headers["discarded_from"] == ref.encode()
+    assert b"not valid UTF-8 JSON" in headers["dlq_reason"]  # why it was dead-lettered, kept too
+    out = cli_ok(settings, "deadletter", "replay")  # a replay never sends a discarded record back
+    assert "replayed 1 dead letter(s)" in out
