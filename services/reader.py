@@ -87,14 +87,19 @@ def _directly(settings: Settings, fn: Callable[..., T]) -> T:
 
 def read(settings: Settings, query: str, **params) -> list[dict]:
     """Rows of a named query (``services.queries``), through the worker or from the store directly."""
+    return read_where(settings, query, **params)[0]
+
+
+def read_where(settings: Settings, query: str, **params) -> tuple[list[dict], bool]:
+    """``read``, and whether a worker's HTTP service answered it (so a worker runs)."""
     params = {k: v for k, v in params.items() if v is not None}
     if query not in QUERIES:
         raise ReaderError(f"no query named {query!r}; known: {', '.join(sorted(QUERIES))}")
     if settings.embedded_store:
         answer = api_call(settings, query_path(query, params), 60)
         if answer is not None:
-            return answer["rows"]
-    return _directly(settings, lambda client: run_query(client, query, params))
+            return answer["rows"], True
+    return _directly(settings, lambda client: run_query(client, query, params)), False
 
 
 def sql(settings: Settings, statement: str) -> dict:

@@ -61,15 +61,15 @@ def timeline(
 def query(name: str, **params) -> list[dict]:
     """Rows of a named query; a warning on stderr when the projections are behind the log because no worker runs
     (the embedded store read directly; with a ClickHouse server, whenever Kafka reports lag)."""
-    from services.reader import ReaderError, api_call, read
+    from services.reader import ReaderError, read_where
     from services.status import consumer_lag
 
     settings = load_settings()
     try:
-        rows = read(settings, name, **params)
+        rows, via_worker = read_where(settings, name, **params)
     except ReaderError as exc:
         fail(str(exc))
-    if settings.embedded_store and api_call(settings, "/health", 1):
+    if via_worker:
         return rows  # a worker serves this store: it is consuming (`omnitrail status` shows how far behind)
     try:
         behind = sum(p.lag for p in consumer_lag(settings, timeout=2))
