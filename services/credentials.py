@@ -109,10 +109,6 @@ class Credentials:
     def tokens(self) -> list[ReadToken]:
         return list(self._load().tokens)
 
-    def has_tokens(self) -> bool:
-        self._load()
-        return bool(self._tokens)
-
     # --- writing ---------------------------------------------------------------------------------------------------
     def _save(self, contents: _Contents) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

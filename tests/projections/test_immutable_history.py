@@ -19,7 +19,7 @@ from schemas.codec import encode
 from schemas.envelope import Event
 from schemas.wire import decode_fast
 from tests.projections.test_engine import records, returned
-from tests.support.events import ADDRESS, T0
+from tests.support.events import T0
 
 OTHER_ADDRESS = ev.PostalAddress(street="Stationsplein", house_number="9", postcode="3511 ED", city="Utrecht")
 
