@@ -119,7 +119,9 @@ login_router = APIRouter(include_in_schema=False)  # the login page itself loads
 
 @login_router.get("/login", response_class=HTMLResponse)
 async def login(request: Request, next: str = "/"):
-    return templates.TemplateResponse(request, "login.html", {"next": next if next.startswith("/") else "/"})
+    # Only a path of this service: "//host/..." and "/\\host" are other sites to a browser (an open redirect).
+    local = next.startswith("/") and not next.startswith(("//", "/\\"))
+    return templates.TemplateResponse(request, "login.html", {"next": next if local else "/"})
 
 
 def unauthorised_page(request: Request, exc: HTTPException):

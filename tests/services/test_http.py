@@ -285,3 +285,11 @@ def test_every_response_matches_the_openapi_document(case, service):
     lenient = [positive_data_acceptance] if case.path == "/v1/events" else []
     case.call_and_validate(base_url=settings.api_url, headers={"Authorization": f"Bearer {phone_key}"},
                            excluded_checks=lenient)
+
+
+@pytest.mark.parametrize("target,kept", [("/customers/cust-1", True), ("//evil.example/x", False),
+                                         ("/\\evil.example", False), ("https://evil.example", False)])
+def test_the_login_page_returns_only_to_pages_of_this_service(api, target, kept):
+    page = api.get("/login", params={"next": target})
+    assert page.status_code == 200
+    assert (f'data-next="{target}"' in page.text) is kept and ('data-next="/"' in page.text) is not kept
