@@ -355,6 +355,18 @@ class Worker:
             return []
 
 
+def wait_healthy(worker: Worker, timeout: float) -> float:
+    """Seconds until the worker's API answers; raises ``WorkerFailed`` if it exits, ``TimeoutError`` after
+    ``timeout``."""
+    t0 = time.monotonic()
+    while not worker.healthy():
+        worker.check()
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{worker.name}: API not up within {timeout:.0f} s; log {worker.log}")
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
 @contextlib.contextmanager
 def running(*workers: Worker) -> Iterator[tuple[Worker, ...]]:
     """Start the workers together; stop them all afterwards (also on errors)."""

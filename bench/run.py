@@ -16,7 +16,7 @@ broker of its own and sends its first 10% (at most 1000) untimed: a new idempote
 producer id and metadata. Ratio = Publisher / raw. Reported for publish only and for build (validation) + publish.
 
 **one worker** (targets: >= 20,000 events/s steady, ratio >= 0.4 vs raw; produce->visible p99 <= 300 ms; idle
-CPU ~0%). The same N events are put on a fresh broker's channel topics (placed by murmur2 of the key like the
+CPU ~0%, measured on Tansu, see below). The same N events are put on a fresh broker's channel topics (placed by murmur2 of the key like the
 Publisher, in order, lz4-compressed: noida-db rewrites its whole data file, ~3.5 bytes of JSON per stored byte,
 on a save after writes, and uncompressed data makes every save cost the phase that writes, i.e. the worker, up to
 half a core). Then:
@@ -50,6 +50,9 @@ half a core). Then:
   range assignment, fetch sizes, ``consume(batch_size, batch_seconds)``), starting at the partitions' ends. On
   noida-db it is far from 0: the broker answers an empty Fetch at once instead of holding it for
   ``fetch.wait.max.ms``, so any idle consumer spins (thousands of fetches/s in librdkafka's broker thread).
+* *idle CPU on a broker that holds empty fetches* (scenario ``idle``, the target): the same measurement with a
+  worker on Tansu, which, like Apache Kafka, holds an empty Fetch for ``fetch.wait.max.ms``; the worker first
+  projects ``--idle-probe-events`` events. Baseline: the idle bare consumer there.
 * *memory*: VmRSS / VmHWM (peak) of the worker once caught up and idle (``/proc/<pid>/status``).
 * *CPU per event*: the worker's CPU seconds from API up (partitions assigned) to caught up, / N.
 
@@ -116,7 +119,7 @@ from services.topics import ensure_topics
 __all__ = ["build_events", "customer_id", "main"]  # build_events: re-exported for older callers
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("publish", "one", "two", "memory", "long")
+SCENARIOS = ("publish", "one", "two", "memory", "long", "idle")
 console = Console(width=None if sys.stdout.isatty() else 170)
 
 
@@ -253,6 +256,41 @@ def _load_and_baseline(broker, settings: Settings, records, n: int, tmp: Path, a
                                   "raw consume + Arrow insert", args.raw_repeats)
     out["raw"] |= meter.stop()
     h.wait_quiet(broker)
+    return out
+
+
+def idle_scenario(args, tmp: Path, progress: Progress) -> dict:
+    """The idle worker on a broker that holds an empty Fetch for ``fetch.wait.max.ms``, as Apache Kafka does:
+    Tansu. On noida-db (which answers at once) librdkafka's broker thread spins in any idle consumer, the bare one
+    too, which hides the worker's own idle cost; here it shows. The worker first projects a few events, so its
+    idle state is the one after real work (stores open, states checkpointed)."""
+    from tests.support.brokers import running_broker  # Tansu ships with the test extra, as make bench installs it
+
+    task = progress.add_task("idle worker on Tansu", total=3)
+    with running_broker("tansu", tmp / "tansu") as bootstrap:
+        settings = _settings(tmp / "state", bootstrap)
+        ensure_topics(settings)
+        worker = h.Worker(settings, tmp / "worker.log")
+        with h.running(worker):
+            h.wait_healthy(worker, 90)
+            progress.advance(task)
+            probes = list(build_events(args.idle_probe_events, 10, id_prefix="idle"))
+            with Publisher(settings) as publisher:
+                for event in probes:
+                    publisher.publish(event)
+            last = probes[-1]
+            deadline = time.monotonic() + 60
+            while not h.visible(worker.url, last.subject, last.id, last.time.isoformat()):
+                worker.check()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the probe events were not visible within 60 s; log {worker.log}")
+                time.sleep(0.1)
+            progress.advance(task)
+            time.sleep(settings.checkpoint_seconds + 1)  # the checkpoint after the probes
+            out = {"broker": "tansu", "probe_events": len(probes), "idle": h.cpu_share(worker.pid, args.idle_seconds)}
+            worker.check()
+        out["idle_bare_consumer"] = h.bare_consumer_idle(settings, args.idle_seconds)
+        progress.advance(task)
     return out
 
 
@@ -518,6 +556,10 @@ def report(r: dict) -> Table:
         if g["background"]:
             t.add_row("long histories: background state bytes p50/max",
                       f"{g['background']['bytes_p50']:,} / {g['background']['bytes_max']:,}", "", "")
+    if not failed("idle_holding_broker"):
+        idle = r["idle_holding_broker"]
+        t.add_row(f"idle CPU % of one core on Tansu ({idle['idle']['seconds']:.0f} s; raw: bare consumer)",
+                  f"{idle['idle']['pct_of_one_core']:.1f}", f"{idle['idle_bare_consumer']['pct_of_one_core']:.1f}", "")
     return t
 
 
@@ -584,6 +626,7 @@ def run(args: argparse.Namespace) -> dict:
             events = records = published = None
             attempt("memory", "memory", memory_scenario, args, tmp / "memory", progress)
             attempt("long", "long_histories", long_scenario, args, tmp / "long", progress)
+            attempt("idle", "idle_holding_broker", idle_scenario, args, tmp / "idle", progress)
     finally:
         if args.keep:
             console.print(f"[dim]kept {tmp}[/dim]")
@@ -600,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-samples", type=int, default=200, help="single events timed (200)")
     parser.add_argument("--latency-gap-ms", type=float, default=20, help="pause between them (20 ms)")
     parser.add_argument("--idle-seconds", type=float, default=10, help="idle CPU window (10 s)")
+    parser.add_argument("--idle-probe-events", type=int, default=200,
+                        help="idle (Tansu): events projected before the idle window (200)")
     parser.add_argument("--raw-repeats", type=int, default=3,
                         help="raw baseline runs per scenario; the median counts (3)")
     parser.add_argument("--stagger", type=float, default=0,
