@@ -110,9 +110,10 @@ class Rebuild:
 
     def _engine(self) -> Engine:
         target = self.table + REBUILD
+        # No conflict reports: the live worker dead-lettered those records already (see projections.engine).
         if self.name in PROJECTIONS:
-            return Engine([dataclasses.replace(PROJECTIONS[self.name], table=target)], [])
-        return Engine([], [dataclasses.replace(STATEFUL[self.name], table=target)], self.rules)
+            return Engine([dataclasses.replace(PROJECTIONS[self.name], table=target)], [], conflicts=False)
+        return Engine([], [dataclasses.replace(STATEFUL[self.name], table=target)], self.rules, conflicts=False)
 
     def _checkpoint(self, status: str) -> None:
         self.client.insert(CHECKPOINTS, [[self.name, status, orjson.dumps(self.progress.ends).decode(),

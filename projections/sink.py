@@ -40,5 +40,7 @@ class Sink:
                     raise
                 self.retrying = True
                 log.warning("insert into %s failed (%s); retrying in %.1fs", table, exc, delay)
-                time.sleep(delay)
+                resume = time.monotonic() + delay
+                while time.monotonic() < resume and not self._stopping():  # a stop does not sit out the backoff
+                    time.sleep(0.2)
                 delay = min(delay * 2, self._max_backoff)

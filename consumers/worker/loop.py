@@ -76,11 +76,16 @@ class ConsumeLoop:
         # connection keeps each partition in order across retries, as the changelog needs.
         self.outbox = Outbox(lambda: kafka.producer(config.bootstrap, **{
             "enable.idempotence": False, "max.in.flight.requests.per.connection": 1,
-            "message.max.bytes": DEADLETTER_MAX_BYTES, "linger.ms": 2}))
+            "message.max.bytes": DEADLETTER_MAX_BYTES, "linger.ms": 2}), give_up=self.giving_up)
         self.states = StateStore(config.state_dir / "states" / config.group, self.topics.changelog)
         self.offsets = Offsets()
         self.stopping = threading.Event()
         self.ready = threading.Event()
+        self._stop_by = float("inf")
+        # True while a batch or a checkpoint is under way. If one fails half-way, the states in memory may hold
+        # effects that were not delivered, so nothing of them may be checkpointed or committed after it (closing
+        # the consumer revokes the partitions, which would otherwise checkpoint them).
+        self._unfinished = False
         self.records = 0                  # records processed since start, for status and benchmarks
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
@@ -99,15 +104,29 @@ class ConsumeLoop:
                         or time.monotonic() - self._last_checkpoint >= self.config.checkpoint_seconds):
                     self.checkpoint()
             self.checkpoint()
+        except Exception as exc:
+            if not self.giving_up():
+                raise
+            # Stopping, and the broker or the store did not answer in time. Nothing is lost: the offsets stay at
+            # the last commit, and whoever owns these partitions next (this worker after a restart) processes the
+            # records since then again. Waiting longer would only keep the process from stopping.
+            log.warning("stopping with the last batch or checkpoint unfinished (%s): the records since the last "
+                        "commit are processed again on the next start", exc)
         finally:
             self.consumer.close()
             self.outbox.close()
             self.states.close()
 
     def stop(self) -> None:
+        self._stop_by = time.monotonic() + self.config.stop_seconds
         self.stopping.set()
 
+    def giving_up(self) -> bool:
+        """Stopping for longer than ``stop_seconds``: the broker and the store are not waited for any more."""
+        return self.stopping.is_set() and time.monotonic() > self._stop_by
+
     def _process(self, messages) -> None:
+        self._unfinished = True
         records, read, dead, forward = [], [], [], []
         owners: dict[str, int] = {}
         for msg in messages:
@@ -144,6 +163,7 @@ class ConsumeLoop:
             self.states.changed(owners[customer], customer, states[customer])
         self.records += len(messages)
         self._since_checkpoint += len(messages)
+        self._unfinished = False
 
     def _deliver(self, dead, derived, forward) -> None:
         """Send dead letters, derived events and forwarded records; return once the broker acknowledged all."""
@@ -176,6 +196,7 @@ class ConsumeLoop:
 
     # --- checkpoints and partition ownership ---------------------------------------------------------------------
     def checkpoint(self) -> None:
+        self._unfinished = True
         self.states.checkpoint_to(self.outbox)
         positions = self.offsets.to_commit()
         if positions:
@@ -208,6 +229,9 @@ class ConsumeLoop:
             self._on_ready()
 
     def _revoked(self, consumer, partitions: list[TopicPartition]) -> None:
+        if self._unfinished:  # a batch or checkpoint failed half-way: hand over only what was committed before
+            self._lost(consumer, partitions)
+            return
         self.checkpoint()  # hand over exactly: states in the changelog, offsets committed
         self._release(partitions)
 

@@ -5,11 +5,15 @@ When librdkafka declares a producer fatally failed, the documented remedy is a n
 has been acknowledged to the consumer group yet, and every record the worker writes is idempotent for its readers
 (derived events keep their ids, states and forwarded records are re-read the same), so the batch is sent again
 once with a new producer. A second failure stops the worker.
+
+``give_up`` (checked twice a second while waiting) ends a wait early: a worker that is stopping does not wait
+long for a broker that does not answer.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,8 +39,9 @@ class DeliveryFailed(RuntimeError):
 
 
 class Outbox:
-    def __init__(self, make_producer: Callable[[], Producer]):
+    def __init__(self, make_producer: Callable[[], Producer], give_up: Callable[[], bool] = lambda: False):
         self._make = make_producer
+        self._give_up = give_up
         self.producer = make_producer()
 
     def send(self, records: list[Out]) -> dict[tuple[str, int], int]:
@@ -74,11 +79,16 @@ class Outbox:
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     self.producer.poll(0.1)
-        left = self.producer.flush(DELIVERY_TIMEOUT)
+        deadline = time.monotonic() + DELIVERY_TIMEOUT
+        while (left := self.producer.flush(0.5)) and time.monotonic() < deadline and not self._give_up():
+            pass
         if left or errors:
             raise DeliveryFailed(f"the broker did not acknowledge {left or len(errors)} record(s): "
                                  f"{[e.str() for e in errors[:3]] or 'timeout'}", any(e.fatal() for e in errors))
         return ends
 
     def close(self) -> None:
-        self.producer.flush(DELIVERY_TIMEOUT)
+        """Drop whatever is still queued: every ``send`` waited for its acknowledgements, so it belongs to a send
+        that failed, whose records were not committed and are sent again by whoever processes them next."""
+        self.producer.purge()
+        self.producer.flush(0)

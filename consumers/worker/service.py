@@ -88,7 +88,9 @@ def run(config: WorkerConfig, on_ready: Callable[[], None] = lambda: None, logle
     create_topics(config.bootstrap, config.topics, config.partitions)
     client = connect(config.store_url)
     migrate(client)
-    loop = ConsumeLoop(config, Engine(rules=config.rules), Sink(client), on_ready)
+    # The store is retried until it takes a batch, except by a worker that is stopping (see ``giving_up``).
+    sink = Sink(client, stopping=lambda: loop.giving_up())
+    loop = ConsumeLoop(config, Engine(rules=config.rules), sink, on_ready)
     app = faust.App(f"{config.group}-runtime", broker=f"kafka://{config.bootstrap}", autodiscover=False,
                     web_enabled=False, topic_disable_leader=True, topic_allow_declare=False,
                     datadir=str(config.state_dir / "faust"))

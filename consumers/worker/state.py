@@ -63,6 +63,9 @@ class StateStore:
     def pending(self) -> int:
         return sum(len(d) for d in self._dirty.values())
 
+    def changed_partitions(self) -> list[int]:
+        return list(self._dirty)
+
     def drop(self, partitions) -> None:
         """Forget the uncheckpointed changes of partitions this worker lost (their new owner redoes them)."""
         for p in partitions:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 
 import orjson
@@ -83,4 +85,40 @@ def test_a_graceful_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_p
         assert worker.alive()
     finally:
         worker.stop()
+        broker.stop()
+
+
+def test_a_worker_whose_broker_is_gone_stops_on_sigterm(tmp_path):
+    # Seen once: a worker whose broker had been stopped first kept running for hours after SIGTERM. A stop must not
+    # wait long for a broker that does not answer (neither in the last checkpoint nor in the delivery of a batch's
+    # derived events): what was not committed is redone from the last commit.
+    broker = LocalBroker(tmp_path / "broker", free_port())
+    broker.start()
+    settings = Settings(state_dir=tmp_path / "state", kafka_bootstrap=broker.bootstrap, api_port=free_port(),
+                        session_timeout_ms=6000, batch_seconds=0.1, stall_seconds=20, checkpoint_seconds=60)
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        ensure_topics(settings)
+        worker.start()
+        with Publisher(settings) as publisher:
+            publisher.publish_many([e for c in ("gone-1", "gone-2") for e in journey(c)])
+        wait_until(lambda: len(own_rows(settings, "gone-2")) == 10, timeout=60)  # states changed, not checkpointed
+        broker.stop()
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        try:  # a stop waits stop_seconds (10 s) for the broker, then gives up on it
+            worker.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the worker did not stop within 30 s of SIGTERM; log:\n{worker.log.read_text()[-3000:]}")
+        assert time.monotonic() - started < 30
+        assert "stopping with the last batch or checkpoint unfinished" in worker.log.read_text()
+
+        broker.start()  # nothing lost, nothing twice: the restarted worker redoes what was not committed
+        worker = WorkerProcess(settings.model_copy(update={"checkpoint_seconds": 1}), tmp_path / "worker.log").start()
+        for customer in ("gone-1", "gone-2"):
+            rows = wait_until(lambda: len(r := own_rows(settings, customer)) >= 10 and r, timeout=60)
+            assert [r["event_id"] for r in rows] == [e.id for e in journey(customer)]
+        wait_until(lambda: total_lag(settings) == 0, timeout=60)
+    finally:
+        worker.stop(signal.SIGKILL)
         broker.stop()

@@ -61,6 +61,34 @@ def test_a_rebuild_of_the_timeline_keeps_the_first_version_too():
     assert applied.failed == {1: conflict_reason(quote("1.00"))}
 
 
+@pytest.mark.parametrize("projection", ["timeline", "journeys"])
+def test_a_rebuild_projects_what_the_worker_projected_without_telling_conflicts_apart(projection):
+    # A rebuild's engine takes no digests (conflicts=False); its rows must still be the live worker's: identical
+    # repeats, conflicting ones and repeats older than the id window, in several batches.
+    events = [quote(f"{n}.00", id=f"q-{n}", time=T0 + timedelta(minutes=n)) for n in range(IDS_KEPT + 40)]
+    events += [quote("1.00", id="q-3"), events[5], quote("7.00", id=f"q-{IDS_KEPT + 20}"), events[IDS_KEPT + 30],
+               quote("2.00", id="q-0"), events[1]]  # the last two: q-0 and q-1 have left the window by now
+    live = Engine([PROJECTIONS[projection]] if projection in PROJECTIONS else [],
+                  [] if projection in PROJECTIONS else None)
+    rebuild = Engine(live.projections, live.stateful, conflicts=False)
+    if projection not in PROJECTIONS:
+        live.stateful = rebuild.stateful = [s for s in live.stateful if s.name == projection]
+    batches = [records(events[i:i + 97], start=i) for i in range(0, len(events), 97)]
+    rows = {}
+    for name, engine in (("live", live), ("rebuild", rebuild)):
+        states, rows[name] = {}, []
+        for batch in batches:
+            applied = engine.apply(batch, states)
+            rows[name] += applied.rows.get(PROJECTIONS[projection].table if projection in PROJECTIONS
+                                           else live.stateful[0].table, [])
+            if name == "rebuild":
+                assert applied.failed == {}
+            else:
+                failed = applied.failed
+    assert failed  # the live engine did report the conflicts in the last batch
+    assert rows["rebuild"] == rows["live"] and len(rows["live"]) > IDS_KEPT
+
+
 def test_a_conflicting_return_does_not_count_toward_a_flag():
     engine, states = Engine(), {}
     original = returned("c-1", 1, 1)
