@@ -4,9 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test soak bench schemas clean browser
+.PHONY: setup run test soak bench schemas clean debian-packages
 
-setup: $(STAMP) browser
+setup: $(STAMP) debian-packages
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "omnitrail needs Python >= 3.11"; exit 1; }
@@ -15,13 +15,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[local,test]"
 	touch $(STAMP)
 
-# The browser tests of the agent desk drive Debian's chromium through Playwright (Playwright's own browser download
-# is not possible on machines without general internet access, and not needed).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing Debian's chromium for the browser tests"; \
+# Programs the tests run that pip cannot install, from Debian, each only when its command is missing (package and
+# command share the name): chromium, which the agent desk's browser tests drive through Playwright (Playwright's
+# own browser download is not possible on machines without general internet access, and not needed), and kcat,
+# with which a test runs the README's kcat example as written.
+DEBIAN_PACKAGES := chromium kcat
+
+debian-packages:
+	@missing=; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] || { \
+		echo "installing Debian's$$missing for the tests"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; }
 
 run: setup
 	$(BIN)/omnitrail demo

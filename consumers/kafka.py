@@ -17,6 +17,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 # An event-sourced log keeps its events: no time or size limit (Kafka's default deletes after 7 days).
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 log = logging.getLogger("librdkafka")
+# Without a handler of its own, Python's last-resort handler prints every warning on stderr in processes that set up
+# no logging (the CLI): a read with Kafka down printed ~80 connection lines. Records still propagate to the root
+# logger where one is configured (the worker's --log-level).
+log.addHandler(logging.NullHandler())
 
 
 def _error(err) -> None:

@@ -67,10 +67,6 @@ class Event(BaseModel):
         return v.astimezone(UTC)
 
     @property
-    def customer_id(self) -> str:
-        return self.subject
-
-    @property
     def name(self) -> str:
         """The event's name without namespace and version, e.g. ``MailReturned``."""
         return type(self.data).name

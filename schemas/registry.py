@@ -15,12 +15,3 @@ def payload_for(type_name: str) -> type[Payload]:
         return max(latest, key=lambda p: p.version)
     shown = type_name if len(type_name) <= 100 else type_name[:100] + "..."
     raise KeyError(f"unknown event type {shown!r}; known: {', '.join(sorted(BY_TYPE))}")
-
-
-def latest() -> list[type[Payload]]:
-    """The newest version of every event type: what projections see (the codec upcasts older ones)."""
-    newest: dict[str, type[Payload]] = {}
-    for p in BY_TYPE.values():
-        if p.name not in newest or p.version > newest[p.name].version:
-            newest[p.name] = p
-    return list(newest.values())

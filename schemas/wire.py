@@ -95,10 +95,6 @@ class WireEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     type: ClassVar[str]  # the tag, e.g. "omnitrail.MailReturned.v1"
     name: ClassVar[str]  # the payload's name without version, e.g. "MailReturned"
 
-    @property
-    def customer_id(self) -> str:
-        return self.subject
-
 
 # --- what msgspec cannot check itself: parsed by ``_dec_hook`` ------------------------------------------------------
 # A field msgspec must not decode on its own is annotated with a marker class; msgspec then hands the raw JSON value

@@ -14,7 +14,8 @@ State (per customer, JSON-serialisable; times are integer microseconds since the
         "first_steps": {channel: [time, version]},  # each channel's first step (version: when it was folded)
         "first_channel": str,             # channel of the first event folded, for a journey without steps
         "contacts": {key: true, ...}, "transfers": n, "resolved_at": time | None,
-        "first_response": {channel: seconds}, "awaiting": {key: [channel, time]}}}}
+        "first_response": {channel: seconds}, "asked": {channel: time},  # when the answered message was sent
+        "awaiting": {key: [channel, time]}}}}
 
 ``latest`` is the most recently active journey (the one an uncorrelated event may join), kept up to date so that
 no event has to look at every journey. The fold updates the state it is given in place and returns it (the
@@ -30,7 +31,11 @@ steps in time order, so an event arriving late (channels travel on different top
   conversation on a messaging channel (channel + conversation id: many messages are one contact), a store visit
   (the event). ``repeat_contacts = max(0, contacts - 1)``.
 * first response per channel: the first EmailReceived -> the first later EmailSent; a MessageReceived on a channel
-  -> the first later MessageSent in the same conversation; the first answered contact of a channel sets it.
+  -> the first later MessageSent in the same conversation; the first answered contact of a channel sets it. The row
+  says when the answered message was sent (``first_response_asked_at``), and when the first channel was first used
+  (``first_channel_at``): the channel metrics count a response on the day of the message it answered and a
+  resolved journey on the day of its first step, so that both lie within that day's volume. A state folded before
+  ``asked`` was kept gives the channel's first step instead, an event of that channel too.
 * resolved: the earliest CaseResolved or CallEnded(resolved=True); resolution is sticky. FCR: resolved, at most
   one contact and no transfer.
 
@@ -61,8 +66,10 @@ SCHEMA = pa.schema([
     ("channels", pa.list_(pa.string())), ("channel_switches", pa.uint32()), ("contacts", pa.uint32()),
     ("transfers", pa.uint32()), ("repeat_contacts", pa.uint32()),
     ("first_response_channels", pa.list_(pa.string())), ("first_response_seconds", pa.list_(pa.float64())),
+    ("first_response_asked_at", pa.list_(pa.timestamp("ms", tz="UTC"))),
     ("resolved", pa.bool_()), ("resolved_at", pa.timestamp("ms", tz="UTC")),
     ("resolution_seconds", pa.float64()), ("first_contact_resolution", pa.bool_()), ("first_channel", pa.string()),
+    ("first_channel_at", pa.timestamp("ms", tz="UTC")),
     ("event_id", pa.string()), ("source", pa.string()), ("topic", pa.string()), ("partition", pa.uint32()),
     ("offset", pa.uint64()), ("version", pa.uint64()),
 ])
@@ -147,7 +154,7 @@ def _activity(j: dict) -> tuple[int, int]:
 def _new_journey(journey_id: str, event: Event, t: int, channel: str) -> dict:
     return {"journey_id": journey_id, "customer_id": event.subject, "started_at": t, "last_at": t, "touched": 0,
             "version": 0, "steps": [], "switches": 0, "first_steps": {}, "first_channel": channel,
-            "contacts": {}, "transfers": 0, "resolved_at": None, "first_response": {}, "awaiting": {}}
+            "contacts": {}, "transfers": 0, "resolved_at": None, "first_response": {}, "asked": {}, "awaiting": {}}
 
 
 def _step_time(step: list) -> int:
@@ -192,6 +199,7 @@ def _respond(j: dict, event: Event, name: str, channel: str, t: int) -> None:
         asked_channel, asked = awaiting[key]
         if asked <= t and asked_channel not in first_response:
             first_response[asked_channel] = _seconds(t - asked)
+            j.setdefault("asked", {})[asked_channel] = asked  # a state from before ``asked`` was kept has none
             answered = True
     if answered:  # an answered channel waits no more
         for key in [k for k, (c, _) in awaiting.items() if c in first_response]:
@@ -205,6 +213,7 @@ def snapshot(j: dict, event: Event, origin: Origin, t: int | None = None) -> dic
     contacts = len(j["contacts"])
     started, last, resolved_at = j["started_at"], j["last_at"], j["resolved_at"]
     responses = sorted(j["first_response"].items())
+    asked = j.get("asked", {})
     if t is None:
         t = micros(event.time)
     # The event's own time is usually one of them: no need to build that datetime again.
@@ -215,11 +224,14 @@ def snapshot(j: dict, event: Event, origin: Origin, t: int | None = None) -> dic
         "channel_switches": j["switches"],
         "contacts": contacts, "transfers": j["transfers"], "repeat_contacts": max(0, contacts - 1),
         "first_response_channels": [c for c, _ in responses], "first_response_seconds": [s for _, s in responses],
+        "first_response_asked_at": [from_micros(asked[c] if c in asked else first_steps.get(c, [started])[0])
+                                    for c, _ in responses],
         "resolved": resolved_at is not None,
         "resolved_at": None if resolved_at is None else from_micros(resolved_at),
         "resolution_seconds": None if resolved_at is None else _seconds(resolved_at - started),
         "first_contact_resolution": resolved_at is not None and contacts <= 1 and j["transfers"] == 0,
         "first_channel": channels[0] if channels else j["first_channel"],
+        "first_channel_at": from_micros(first_steps[channels[0]][0] if channels else started),
         "event_id": event.id, "source": event.source, "topic": origin.topic, "partition": origin.partition,
         "offset": origin.offset, "version": j["version"],
     }

@@ -2,19 +2,24 @@
 
 All reads use FINAL, so duplicate deliveries and older journey snapshots (lower ``version``) collapse at read time.
 
-``channel_metrics`` gives one row per (channel, UTC day) that has any data:
+``channel_metrics`` gives one row per (channel, UTC day) that has any data. Responses and resolutions are counted
+on the channel and day of an event that ``volume`` counts too, so a row never has a response time or a resolution
+without volume (``volume >= responses`` and ``volume >= resolved_journeys`` in every row):
 
 * ``volume``: interaction events on that channel that day in the timeline (derived events, which the timeline
   shows too, are conclusions, not volume).
-* ``responses``, ``response_p50_seconds``, ``response_p90_seconds``: the journeys' first response times on that
-  channel, counted on the day the journey *started* (so a journey's numbers stay on one day and change only while
-  it is open). Percentiles interpolate linearly between the sorted values (``quantileExactInclusive``, like
-  numpy's default and Excel's PERCENTILE.INC).
-* ``resolved_journeys``, ``fcr_journeys``, ``fcr_share``: resolved journeys whose first channel is this channel,
-  by the day they started; the share of them resolved at first contact.
+* ``responses``, ``response_p50_seconds``, ``response_p90_seconds``: first response times (per journey and
+  channel), on the channel and day of the customer's message they answered (``first_response_asked_at``). A reply
+  sent the next day, or a journey that started days earlier on another channel, does not move it. Percentiles
+  interpolate linearly between the sorted values (``quantileExactInclusive``, like numpy's default and Excel's
+  PERCENTILE.INC).
+* ``resolved_journeys``, ``fcr_journeys``, ``fcr_share``: resolved journeys by the channel and day of their first
+  step (``first_channel``, ``first_channel_at``); the share of them resolved at first contact.
 * ``nps_responses``, ``promoters`` (9-10), ``detractors`` (0-6), ``nps`` = 100 * (promoters - detractors) /
-  responses; ``ces_responses``, ``ces`` (mean), ``csat_responses``, ``csat`` (mean): feedback about this channel,
-  by the day it was given. A metric without data is None.
+  responses; ``ces_responses``, ``ces`` (mean), ``csat_responses``, ``csat`` (mean): feedback about this channel
+  (the survey's ``about_channel``, else the channel it came in on), by the day it was given. The answer itself is
+  volume of the channel it came in on (usually ``survey``), so a channel can have feedback on a day without volume
+  of its own: the ``*_responses`` counts say how many. A metric without data is None.
 
 ``days=N`` keeps the N UTC days ending on the day of the newest event in the store (the newest time in timeline,
 journeys or feedback), not the wall clock, so historic data works: ``days=1`` is that newest day alone.
@@ -67,12 +72,14 @@ _PARTS = f"""
            toUInt64(0) AS n_ces, toUInt64(0) AS sum_ces, toUInt64(0) AS n_csat, toUInt64(0) AS sum_csat
     FROM timeline FINAL WHERE has({{kinds:Array(String)}}, kind) GROUP BY ch, d
     UNION ALL
-    SELECT toString(rc) AS ch, toDate(started_at) AS d, toUInt64(0), count(),
+    SELECT toString(rc) AS ch, toDate(ra) AS d, toUInt64(0), count(),
            quantileExactInclusive(0.5)(rs), quantileExactInclusive(0.9)(rs), toUInt64(0), toUInt64(0),
            toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0)
-    FROM journeys FINAL ARRAY JOIN first_response_channels AS rc, first_response_seconds AS rs GROUP BY ch, d
+    FROM journeys FINAL
+    ARRAY JOIN first_response_channels AS rc, first_response_seconds AS rs, first_response_asked_at AS ra
+    GROUP BY ch, d
     UNION ALL
-    SELECT toString(first_channel) AS ch, toDate(started_at) AS d, toUInt64(0), toUInt64(0), {_NULL}, {_NULL},
+    SELECT toString(first_channel) AS ch, toDate(first_channel_at) AS d, toUInt64(0), toUInt64(0), {_NULL}, {_NULL},
            count(), countIf(first_contact_resolution), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0),
            toUInt64(0), toUInt64(0), toUInt64(0)
     FROM journeys FINAL WHERE resolved GROUP BY ch, d

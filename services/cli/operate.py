@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
+from services.cli import columns
 from services.cli.apps import app, deadletter_app, schemas_app, stack_app
 from services.cli.render import JSON, err, fail, load_settings, out, print_json, require_kafka, show
 
@@ -108,8 +107,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     if as_json:
         return print_json({"partitions": rows, "total_lag": total, "stalled": stalled, "projections": fresh,
                            "store": store, "retention_problems": retention})
-    show([r for r in rows if r["end"]], ["topic", "partition", "committed", "end", "lag"],
-         "Partitions with data", False)
+    show([r for r in rows if r["end"]], columns.PARTITIONS, "Partitions with data", False)
     out.print(f"total lag: {sum(p.lag for p in lags)} record(s)")
     age = "n/a" if last is None else f"{fresh['age_seconds']:.1f} s ago"
     out.print(f"timeline: {fresh['rows']} rows, newest event {fresh['newest_event']}, last projected {last} ({age})")
@@ -253,11 +251,11 @@ def replay(
             rebuild = new_rebuild(settings, projection, client)
             threading.Thread(target=Replays.run_quietly, args=(rebuild,), daemon=True).start()
             status, cancel = rebuild.progress.as_dict, rebuild.cancel
-        columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} records"),
+        bar_columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} records"),
                    TextColumn("{task.fields[rate]:,.0f} events/s"), TimeRemainingColumn(),
                    TextColumn("{task.fields[where]}")]
         try:
-            with Progress(*columns, console=err) as bar:
+            with Progress(*bar_columns, console=err) as bar:
                 task = bar.add_task(f"rebuild {projection}", total=None, rate=0, where="")
                 while (p := status())["state"] in ("starting", "rebuilding", "switching"):
                     behind = [f"{k}@{v}/{p['ends'][k]}" for k, v in p["positions"].items() if v < p["ends"].get(k, 0)]
@@ -324,15 +322,11 @@ def deadletter_list(
         fail(str(exc))
     if as_json:
         return print_json([d.to_dict() for d in letters])
-    table = Table(title=f"Pending dead letters in {settings.deadletter_topic} ({len(letters)})", title_justify="left")
-    for name in ("dlq", "dead-lettered at", "origin", "key", "size", "reason", "value"):
-        table.add_column(name, overflow="fold", no_wrap=name in ("dlq", "dead-lettered at", "size"))
-    for d in letters:
-        table.add_row(*map(Text, (  # Text: keys, reasons and values are data, not markup
-            f"{d.dlq_partition}:{d.dlq_offset}",
-            d.dead_lettered_at.isoformat(timespec="seconds") if d.dead_lettered_at else "?",
-            f"{d.topic or '?'}[{d.partition}]@{d.offset}", d.key or "", str(d.value_size), d.reason, d.preview)))
-    out.print(table)
+    show([{"dlq": f"{d.dlq_partition}:{d.dlq_offset}",
+           "dead_lettered_at": d.dead_lettered_at.isoformat(timespec="seconds") if d.dead_lettered_at else "?",
+           "origin": f"{d.topic or '?'}[{d.partition}]@{d.offset}", "key": d.key, "size": d.value_size,
+           "reason": d.reason, "value": d.preview} for d in letters],
+         columns.DEAD_LETTERS, f"Pending dead letters in {settings.deadletter_topic}", False)
 
 
 @deadletter_app.command("discard")

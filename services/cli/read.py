@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
+from services.cli import columns
 from services.cli.apps import app
 from services.cli.render import JSON, err, fail, load_settings, out, print_json, print_timeline, require_kafka, show
 
@@ -42,7 +43,7 @@ def whois(identifier: Annotated[str, typer.Argument(
     owner = found["customer_id"]
     out.print(Text(f"{found['identifier']} belongs to {owner}" if owner else
                    f"{found['identifier']} belongs to nobody now (unlinked)"))
-    show(found["history"], ["time", "action", "customer_id", "type", "channel", "event_id"], "Links", False)
+    show(found["history"], columns.LINKS, "Links", False)
 
 
 @app.command()
@@ -92,14 +93,11 @@ def flags(suppression: Annotated[bool, typer.Option(help="Only the addresses mai
           as_json: JSON = False) -> None:
     """Addresses flagged undeliverable because letters keep coming back."""
     if suppression:
-        show(query("suppression"), ["address_hash", "address", "customer_id"], "Suppression list", as_json)
+        show(query("suppression"), columns.SUPPRESSION, "Suppression list", as_json)
     elif customer:
-        show(query("customer_flags", customer_id=customer), FLAG_COLUMNS, f"Address flags of {customer}", as_json)
+        show(query("customer_flags", customer_id=customer), columns.FLAGS, f"Address flags of {customer}", as_json)
     else:
-        show(query("flags"), FLAG_COLUMNS, "Open address flags", as_json)
-
-
-FLAG_COLUMNS = ["customer_id", "address", "status", "returns", "first_return", "last_return", "actions"]
+        show(query("flags"), columns.FLAGS, "Open address flags", as_json)
 
 
 @app.command()
@@ -114,18 +112,14 @@ def consistency(customer: Annotated[Optional[str], typer.Option(help="Only this 
                and (customer is None or (r["kind"], r["subject"]) in subjects)]
     if as_json:
         return print_json({"violations": violations, "summary": summary})
-    show(violations, ["detected_at", "customer_id", "kind", "subject", "channels", "values"], "Violations", False)
-    show(summary, list(summary[0]) if summary else ["kind", "subject", "channel"], "Per subject and channel", False)
+    show(violations, columns.VIOLATIONS, "Violations", False)
+    show(summary, columns.CONSISTENCY_SUMMARY, "Per subject and channel", False)
 
 
 @app.command()
 def journeys(customer: Annotated[str, typer.Argument(help="Customer id")], as_json: JSON = False) -> None:
     """A customer's journeys: channels, switches, contacts, transfers, repeat contacts, resolution."""
-    show(query("journeys", customer_id=customer), JOURNEY_COLUMNS, f"Journeys of {customer}", as_json)
-
-
-JOURNEY_COLUMNS = ["journey_id", "started_at", "channels", "channel_switches", "contacts", "transfers",
-                   "repeat_contacts", "resolved", "resolution_seconds", "first_contact_resolution"]
+    show(query("journeys", customer_id=customer), columns.JOURNEYS, f"Journeys of {customer}", as_json)
 
 
 @app.command()
@@ -137,12 +131,8 @@ def metrics(channel: Annotated[Optional[str], typer.Option(help="Only this chann
 
     if channel is not None and channel not in {c.value for c in Channel}:
         fail(f"unknown channel {channel!r}; the channels are {', '.join(c.value for c in Channel)}", 2)
-    show(query("metrics", channel=channel, days=days), METRIC_COLUMNS, "Channel metrics (use --json for the counts)",
-         as_json)
-
-
-METRIC_COLUMNS = ["channel", "day", "volume", "response_p50_seconds", "response_p90_seconds", "fcr_share", "nps",
-                  "ces", "csat"]
+    show(query("metrics", channel=channel, days=days), columns.METRICS,
+         "Channel metrics per day (--json adds the counts behind each figure)", as_json)
 
 
 @app.command()

@@ -4,14 +4,15 @@ builds (imported on use, like everything a command needs, so that ``omnitrail --
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+
+from services.cli.tables import Column, build
 
 if TYPE_CHECKING:
     from services.settings import Settings
@@ -48,22 +49,15 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def print_timeline(customer: str, rows: list[dict]) -> None:
-    table = Table(title=Text(f"Timeline of {customer} ({len(rows)} events)"), title_justify="left")  # data, not markup
-    for name in ("time", "channel", "kind", "summary"):
-        table.add_column(name, overflow="fold", no_wrap=name != "summary")
-    for row in rows:
-        table.add_row(row["time"][:19].replace("T", " ") + " UTC", row["channel"], row["kind"], Text(row["summary"]))
-    out.print(table)
+    from services.cli.columns import TIMELINE
+
+    table = build([{**r, "time": r["time"][:19].replace("T", " ") + " UTC"} for r in rows], TIMELINE,
+                  f"Timeline of {customer} ({len(rows)} events)", out.width)
+    out.print(table, soft_wrap=False)  # soft wrap would let a long title or caption run past the terminal
 
 
-def show(rows: list[dict], columns: list[str], title: str, as_json: bool) -> None:
-    """Rows as JSON, or as a table of the given columns."""
+def show(rows: list[dict], columns: Sequence[Column | str], title: str, as_json: bool) -> None:
+    """Rows as JSON (every field, whole), or as a table of the given columns that fits the terminal."""
     if as_json:
         return print_json(rows)
-    table = Table(title=Text(f"{title} ({len(rows)})"), title_justify="left")  # titles hold customer ids: not markup
-    for name in columns:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(", ".join(map(str, v)) if isinstance(v, list) else "" if v is None else str(v))
-                        for v in (row.get(c) for c in columns)))  # Text: values are data, not markup
-    out.print(table)
+    out.print(build(rows, columns, f"{title} ({len(rows)})", out.width), soft_wrap=False)

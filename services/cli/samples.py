@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from services.cli.apps import app
-from services.cli.read import FLAG_COLUMNS, JOURNEY_COLUMNS, METRIC_COLUMNS
+from services.cli import columns
 from services.cli.render import err, fail, load_settings, out, print_timeline, show
 
 if TYPE_CHECKING:
@@ -69,13 +69,12 @@ def demo(keep_running: Annotated[bool, typer.Option(help="Run until Ctrl-C after
         timelines = {c: read_timeline(settings, c) for c in stories.CUSTOMERS}
         for customer in stories.CUSTOMERS:
             print_timeline(customer, timelines[customer])
-        show(read(settings, "customer_flags", customer_id=stories.RETURNED_MAIL_CUSTOMER), FLAG_COLUMNS,
+        show(read(settings, "customer_flags", customer_id=stories.RETURNED_MAIL_CUSTOMER), columns.FLAGS,
              f"Address flags of {stories.RETURNED_MAIL_CUSTOMER}", False)
-        show(read(settings, "consistency"), ["detected_at", "customer_id", "kind", "subject", "channels", "values"],
-             "Consistency violations", False)
+        show(read(settings, "consistency"), columns.VIOLATIONS, "Consistency violations", False)
         for customer in stories.CUSTOMERS:
-            show(read(settings, "journeys", customer_id=customer), JOURNEY_COLUMNS, f"Journeys of {customer}", False)
-        show(read(settings, "metrics"), METRIC_COLUMNS, "Channel metrics per day", False)
+            show(read(settings, "journeys", customer_id=customer), columns.JOURNEYS, f"Journeys of {customer}", False)
+        show(read(settings, "metrics"), columns.METRICS, "Channel metrics per day", False)
         out.print(f"\nAgent desk: {settings.api_url}/customers/{stories.RETURNED_MAIL_CUSTOMER} (search, customer "
                   f"pages, {settings.api_url}/analyst for the analyst page)")
         if keep_running:

@@ -13,9 +13,9 @@ from projections.origin import Origin
 from schemas import derived as dv
 from schemas import events as ev
 from schemas.envelope import Event
-from schemas.registry import latest
 from schemas.wire import from_model
 from tests.schemas.payload_samples import CHANNEL_OF, SAMPLES
+from tests.support.events import latest
 
 WHEN = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
 ORIGIN = Origin("omnitrail.twitter", 4, 77)

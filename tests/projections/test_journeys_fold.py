@@ -209,9 +209,23 @@ def test_state_holds_integer_microseconds_and_running_totals():
         "steps": [[t, "phone"], [t + 2 * hour, "email"], [t + 3 * hour, "email"], [t + 5 * hour, "web"]],
         "switches": 2, "first_steps": {"email": [t + 2 * hour, 1], "phone": [t, 2], "web": [t + 5 * hour, 5]},
         "first_channel": "email", "contacts": {"email:E1": True, "call:C1": True}, "transfers": 0,
-        "resolved_at": None, "first_response": {"email": 3600.0}, "awaiting": {}}}}
+        "resolved_at": None, "first_response": {"email": 3600.0}, "asked": {"email": t + 2 * hour},
+        "awaiting": {}}}}
     assert rows[-1]["channels"] == ["phone", "email", "web"] and rows[-1]["first_channel"] == "phone"
+    assert rows[-1]["first_channel_at"] == T0  # the late call was the first step
+    assert rows[-1]["first_response_asked_at"] == [T0 + 2 * H]  # when E1, the email answered, came in
     assert orjson.loads(orjson.dumps(states)) == states
+
+
+def test_a_state_from_before_response_times_were_dated_still_folds():
+    """States folded before ``asked`` was kept: the row dates a response by the channel's first step, and the next
+    answer is dated exactly."""
+    events = demo.hotel_booking()  # ... 6: EmailReceived, 7: EmailSent (the reply), 8: BookingChanged
+    for before, then in ((8, 8), (7, 7)):
+        state = copy.deepcopy(run(events[:before])[0][demo.HOTEL_CUSTOMER])
+        del state["journeys"]["journey-hotel-2002"]["asked"]
+        [row] = fold(state, events[then], Origin("omnitrail.x", 0, then), Rules()).rows
+        assert row["first_response_channels"] == ["email"] and row["first_response_asked_at"] == [events[6].time]
 
 
 def test_derived_events_are_not_part_of_journeys():

@@ -12,7 +12,9 @@ from projections.arrow import to_arrow
 from projections.feedback import fold as feedback
 from projections.journeys.fold import PROJECTION, SCHEMA
 from projections.journeys.queries import channel_metrics, customer_journeys
+from projections.engine import Engine, Record
 from projections.origin import Origin
+from projections.sink import Sink
 from tests.support.folds import fold_all
 from projections.timeline import fold as timeline
 from schemas import derived as dv
@@ -146,12 +148,68 @@ def test_channel_metrics_exact_numbers(client, loaded):
     assert ("mail", "2026-10-15") not in m  # only the derived event was on the mail channel that day
     assert m[("whatsapp", "2026-10-10")]["response_p90_seconds"] == 90.0
 
-    hotel_email = m[("email", "2026-10-07")]  # the hotel journey started that day; its email reply came later
-    assert (hotel_email["volume"], hotel_email["responses"], hotel_email["response_p50_seconds"]) == (0, 1, 86400.0)
-    assert m[("email", "2026-10-08")]["volume"] == 1 and m[("email", "2026-10-08")]["responses"] == 0
+    # The hotel journey started on the phone on 10-07; the customer's email came on 10-08 and was answered on
+    # 10-09: the response time belongs to the email's channel and day, within that day's volume.
+    assert ("email", "2026-10-07") not in m
+    hotel_email = m[("email", "2026-10-08")]
+    assert (hotel_email["volume"], hotel_email["responses"], hotel_email["response_p50_seconds"]) == (1, 1, 86400.0)
+    assert m[("email", "2026-10-09")]["volume"] == 1 and m[("email", "2026-10-09")]["responses"] == 0
 
     nps_day2 = m[("email", "2026-10-16")]
     assert (nps_day2["nps_responses"], nps_day2["nps"], nps_day2["volume"]) == (1, 100.0, 0)
+
+
+def store(client, events: list[Event]) -> None:
+    """Project ``events`` into the store as the worker would, in batches, in the order given."""
+    engine, states, sink = Engine(), {}, Sink(client)
+    for i in range(0, len(events), 500):
+        records = [Record(e, Origin("omnitrail.test", 0, i + n), Origin("omnitrail.test", 0, i + n))
+                   for n, e in enumerate(events[i:i + 500])]
+        sink.write(engine.tables(engine.apply(records, states)))
+
+
+def assert_within_volume(metrics: list[dict]) -> None:
+    for row in metrics:
+        assert row["volume"] >= row["responses"], row
+        assert row["volume"] >= row["resolved_journeys"], row
+        assert (row["response_p50_seconds"] is None) == (row["responses"] == 0), row
+
+
+def test_a_response_or_resolution_counts_on_a_day_with_volume_of_its_channel(client):
+    """Issue 10 item 9: `twitter 2026-10-05 volume 0, p50 7200`, a response on the day its journey started."""
+    late = "survey-first"  # answers a survey, calls two days later: the journey starts with the answer
+    events = demo.returned_mail() + demo.hotel_booking() + [
+        event(late, 1, ev.FeedbackGiven(survey_id="S", metric="nps", score=3, about_channel="phone"), DAY, "survey"),
+        event(late, 2, ev.CallStarted(call_id="K"), DAY + 2 * D, "phone"),
+        event(late, 3, ev.CallEnded(call_id="K", duration_seconds=60, resolved=True), DAY + 2 * D + M, "phone")]
+    store(client, events)
+    m = by_key(metrics := channel_metrics(client))
+    assert_within_volume(metrics)
+    assert ("twitter", "2026-10-05") not in m  # the mail journey started then; the tweet came a month later
+    tweet = m[("twitter", "2026-11-07")]
+    assert (tweet["responses"], tweet["response_p50_seconds"], tweet["volume"]) == (1, 7200.0, 3)
+    answer_day = m[("phone", "2026-10-15")]  # the survey answer about phone, given before the call: no resolution
+    assert (answer_day["volume"], answer_day["resolved_journeys"], answer_day["nps_responses"]) == (0, 0, 1)
+    call = m[("phone", "2026-10-17")]
+    assert (call["resolved_journeys"], call["fcr_journeys"], call["volume"]) == (1, 1, 2)
+
+
+def test_rows_from_before_the_attribution_columns_read_as_the_journey_start(bare_client):
+    """Migration 0002 adds when a response was asked and when the first channel was used; rows written before it
+    read as the journey's start (the old attribution) until a rebuild, and every read still works."""
+    from projections.migrate import discover, migrate
+
+    migrate(bare_client, [m for m in discover() if m.version == 1])
+    _, rows, _ = fold_all(PROJECTION, [(e, Origin("omnitrail.test", 0, i)) for i, e in enumerate(demo.hotel_booking())])
+    old = to_arrow(rows, SCHEMA).drop_columns(["first_response_asked_at", "first_channel_at"])
+    bare_client.insert_arrow("journeys", old)
+    migrate(bare_client)
+    [hotel] = customer_journeys(bare_client, demo.HOTEL_CUSTOMER)
+    assert hotel["first_response_seconds"] == {"email": 86400.0}
+    email = by_key(channel_metrics(bare_client))[("email", "2026-10-07")]
+    assert (email["responses"], email["response_p50_seconds"]) == (1, 86400.0)
+    store(bare_client, demo.hotel_booking())  # what a rebuild writes: the email's day
+    assert by_key(channel_metrics(bare_client))[("email", "2026-10-08")]["responses"] == 1
 
 
 def test_channel_metrics_filters_by_channel_and_recent_days(client, loaded):

@@ -13,9 +13,9 @@ from projections.arrow import to_arrow
 from projections.origin import Origin
 from projections.timeline.fold import SCHEMA, project, summary
 from schemas import events as ev
-from schemas.registry import latest
 from schemas.envelope import Event
 from tests.schemas.payload_samples import CHANNEL_OF, HOME, SAMPLES
+from tests.support.events import latest
 
 # Projections see latest versions only: the codec upcasts older ones (schemas.upcasters).
 LATEST = [p for p in latest() if p in ev.PAYLOADS]

@@ -8,8 +8,9 @@ from schemas import events as ev
 from schemas.codec import decode, encode
 from schemas.envelope import Event
 from schemas.published import PUBLISHED_DIR
-from schemas.registry import latest, payload_for
+from schemas.registry import payload_for
 from schemas.upcasters import UPCASTERS, upcast
+from tests.support.events import latest
 
 V1 = Event.of(ev.CallTransferred(call_id="C-9", from_queue="general", to_queue="billing", reason="invoice"),
               customer="u-1", channel="phone", source="/t", id="e-1", correlationid="j-1", causationid="c-1")

@@ -106,7 +106,7 @@ def assert_same_event(fast: wire.WireEvent, model: Event) -> None:
     for name in ENVELOPE:
         assert_same_value(getattr(fast, name), getattr(model, name), name)
     assert fast.time.tzinfo is UTC
-    assert fast.name == model.name and fast.customer_id == model.customer_id
+    assert fast.name == model.name and fast.subject == model.subject
     assert_same_value(fast.data, model.data, "data")
     assert wire.data_json(fast) == pydantic_json(model)
 

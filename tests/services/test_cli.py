@@ -132,6 +132,18 @@ def test_an_unreachable_broker_is_named_within_seconds(tmp_path, args):
     assert "cannot reach Kafka" in result.stderr and "omnitrail stack up" in result.stderr
 
 
+def test_a_read_with_kafka_down_says_so_in_one_line(tmp_path):
+    from services.settings import Settings
+    from services.stack import free_port
+
+    settings = Settings(state_dir=tmp_path / "state", kafka_bootstrap=f"127.0.0.1:{free_port()}",
+                        api_port=free_port())
+    result = run_cli(settings, "timeline", "nobody")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [  # librdkafka's own connection errors go to the log, not the terminal
+        f"warning: cannot tell whether this is current: Kafka is unreachable at {settings.kafka_bootstrap}"]
+
+
 def test_an_unknown_channel_is_named_with_the_known_ones(settings):
     result = run_cli(settings, "metrics", "--channel", "pigeon")
     assert result.returncode == 2 and "unknown channel 'pigeon'" in result.stderr and "twitter" in result.stderr

@@ -23,13 +23,13 @@ from projections.sink import Sink
 from projections.rules import Rules
 from projections.store import connect
 from tests.support.brokers import running_clickhouse
+from tests.support.events import latest
 from tests.support.folds import fold_all
 from tests.support.truth import resolved_journeys
 from projections.timeline import fold as timeline
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.envelope import Event, parse_event
-from schemas.registry import latest
 from schemas.identifiers import identifier, parse
 from services.emit import events_from_jsonl
 from services.queries import run_query

@@ -8,6 +8,7 @@ from decimal import Decimal
 from schemas import events as ev
 from schemas.channels import Channel
 from schemas.envelope import Event
+from schemas.registry import BY_TYPE
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 ADDRESS = ev.PostalAddress(street="Dorpsstraat", house_number="1", postcode="1234 AB", city="Utrecht")
@@ -30,3 +31,12 @@ def journey(customer: str, start: datetime = T0) -> list[Event]:
     return [Event.of(p, customer=customer, channel=c, source=f"/test/{c.value}", id=f"{customer}-{i}",
                      time=start + timedelta(minutes=7 * i), correlationid=f"{customer}-j1")
             for i, (c, p) in enumerate(steps)]
+
+
+def latest() -> list[type[ev.Payload]]:
+    """The newest version of every event type: what projections see (the codec upcasts older ones)."""
+    newest: dict[str, type[ev.Payload]] = {}
+    for p in BY_TYPE.values():
+        if p.name not in newest or p.version > newest[p.name].version:
+            newest[p.name] = p
+    return list(newest.values())

@@ -24,9 +24,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_cli(settings: Settings, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services", *args], env=settings_env(settings), input=input,
-                          capture_output=True, text=True, timeout=timeout)
+def run_cli(settings: Settings, *args: str, input: str | None = None, timeout: float = 60,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``omnitrail *args`` in a subprocess with ``settings``; ``env`` adds variables (e.g. ``COLUMNS``)."""
+    return subprocess.run([sys.executable, "-m", "services", *args], env={**settings_env(settings), **(env or {})},
+                          input=input, capture_output=True, text=True, timeout=timeout)
 
 
 class WorkerProcess:
