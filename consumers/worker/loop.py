@@ -237,9 +237,9 @@ class ConsumeLoop:
 
     def _lost(self, consumer, partitions: list[TopicPartition]) -> None:
         # Another worker may own them already: commit nothing, drop what was not checkpointed; it redoes that.
-        self.states.drop({tp.partition for tp in partitions})
         self._release(partitions)
 
     def _release(self, partitions: list[TopicPartition]) -> None:
+        self.states.drop({tp.partition for tp in partitions})
         self.offsets.forget((tp.topic, tp.partition) for tp in partitions)
         log.info("released partitions %s", sorted({tp.partition for tp in partitions}))

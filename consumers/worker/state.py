@@ -41,6 +41,10 @@ class StateStore:
         self._db = Rdict(str(path), Options(raw_mode=True))
         self.changelog = changelog
         self._dirty: dict[int, dict[str, dict]] = {}  # partition -> customer -> state changed since the checkpoint
+        # The states the last checkpoint wrote, still decoded: a customer who is active now is likely to be again
+        # within the next interval, and decoding a state costs about as much as folding a few events into it. Kept
+        # for one interval, so memory stays within two intervals' changed states.
+        self._written: dict[int, dict[str, dict]] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -50,7 +54,7 @@ class StateStore:
         return None if raw is None else int(raw)
 
     def get(self, partition: int, customer: str) -> dict | None:
-        state = self._dirty.get(partition, {}).get(customer)
+        state = self._dirty.get(partition, {}).get(customer) or self._written.get(partition, {}).get(customer)
         if state is not None:
             return state
         raw = self._db.get(_prefix(b"s", partition) + customer.encode())
@@ -63,13 +67,12 @@ class StateStore:
     def pending(self) -> int:
         return sum(len(d) for d in self._dirty.values())
 
-    def changed_partitions(self) -> list[int]:
-        return list(self._dirty)
-
     def drop(self, partitions) -> None:
-        """Forget the uncheckpointed changes of partitions this worker lost (their new owner redoes them)."""
+        """Forget what is held in memory of partitions this worker no longer owns: changes not checkpointed (their
+        new owner redoes them) and the decoded states (the new owner changes them; the changelog brings them back)."""
         for p in partitions:
             self._dirty.pop(p, None)
+            self._written.pop(p, None)
 
     def checkpoint_to(self, outbox: Outbox) -> None:
         """Write every changed state to the changelog, then to the local store (see the module docstring)."""
@@ -85,7 +88,7 @@ class StateStore:
                 batch.put(prefix + customer.encode(), value)
             batch.put(_prefix(b"m", p), str(ends[(self.changelog, p)]).encode())
         self._db.write(batch)
-        self._dirty.clear()
+        self._written, self._dirty = self._dirty, {}
 
     def restore(self, partitions, bootstrap: str, group: str, timeout: float = 60.0) -> int:
         """Bring the local store of ``partitions`` up to the changelog's end; returns the records read."""
@@ -101,6 +104,7 @@ class StateStore:
         if start is None or start > high or start < low:  # no local copy, or one from another changelog
             start = low
             self._clear(partition)
+        self._written.pop(partition, None)  # the changelog, not memory, says what the state is now
         if start >= high:
             return 0
         reader.assign([TopicPartition(self.changelog, partition, start)])
@@ -130,6 +134,7 @@ class StateStore:
         return read
 
     def _clear(self, partition: int) -> None:
+        self._written.pop(partition, None)
         batch = WriteBatch(raw_mode=True)
         batch.delete_range(_prefix(b"s", partition), _prefix(b"s", partition + 1))
         batch.delete(_prefix(b"m", partition))
