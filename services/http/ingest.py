@@ -163,7 +163,7 @@ def read_events(body: bytes, headers: Mapping[str, str]) -> tuple[list[Event | w
 
     msgspec (``wire.decode_http``) vouches for a request whose events are all valid, the common case, at a fraction
     of pydantic's cost; at the first doubt pydantic (``codec.from_http``) decides, and words every refusal."""
-    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = {k.lower(): v for k, v in headers.items()}.get("content-type", "").split(";")[0].strip().lower()
     texts = None
     if ctype == BATCH_CONTENT_TYPE:
         with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):  # not an array: from_http says so
