@@ -220,7 +220,8 @@ def post_singles(url: str, secret: str, events: list[Event], progress: Progress)
 # Where the server's samples go. A sample counts for the first of the service's own steps found on its stack (scanning
 # from the leaf up); a sample in none of them for the first framework part found the same way.
 STEPS = [
-    ("validation: from_http -> parse_event (orjson + pydantic)", r"^(from_http|parse_event) \("),
+    ("validation: read_events -> wire.decode_http (msgspec) or from_http (pydantic)",
+     r"^(read_events|decode_http|from_http|parse_event) \("),
     ("encode: Ingest.records -> schemas.codec.encode", r"^(Ingest\.records|encode) \(.*(ingest|codec)\.py"),
     ("publish: producer.produce + futures (Ingest.publish)", r"^Ingest\.publish \("),
     ("delivery reports: poller thread -> call_soon_threadsafe",

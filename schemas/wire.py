@@ -32,8 +32,12 @@ answer, built so that it cannot disagree with it:
 Binary mode is decoded like structured mode: the ce_* headers are written into a JSON envelope (a template per list
 of header names) and decoded with the same decoder; the value is decoded with its type's payload decoder.
 
-Public interface: ``decode_fast(value, headers) -> WireEvent``, ``data_json(event) -> str``,
-``from_model(event) -> WireEvent``, and the generated types (``EVENTS``, ``PAYLOADS``, ``STRUCT_OF``).
+HTTP ingest uses it too: ``decode_http`` validates the events of a structured or batch request as
+``codec.from_http`` does (not upcast: ingest publishes events as sent), or leaves the whole request to it.
+
+Public interface: ``decode_fast(value, headers) -> WireEvent``, ``decode_http(texts) -> list[WireEvent] | None``,
+``data_json(event) -> str``, ``from_model(event) -> WireEvent``, and the generated types (``EVENTS``, ``PAYLOADS``,
+``STRUCT_OF``).
 """
 
 import operator
@@ -58,8 +62,8 @@ from schemas.events import FEEDBACK_SCALE, Payload
 from schemas.registry import BY_TYPE
 from schemas.upcasters import UPCASTERS
 
-__all__ = ["WireEvent", "WirePayload", "WireModel", "decode_fast", "data_json", "from_model", "EVENTS", "PAYLOADS",
-           "STRUCT_OF", "SLOW_TYPES"]
+__all__ = ["WireEvent", "WirePayload", "WireModel", "decode_fast", "decode_http", "data_json", "from_model", "EVENTS",
+           "PAYLOADS", "STRUCT_OF", "SLOW_TYPES"]
 
 
 # --- base classes ---------------------------------------------------------------------------------------------------
@@ -458,12 +462,19 @@ def _upcaster(source: str) -> Callable[[WireEvent], WireEvent]:
 _UPCAST = {source: _upcaster(source) for source in UPCASTERS}
 
 
+def _checked(event: WireEvent) -> bool:
+    """Run the checks msgspec could not do on the payload (conversions first); False: leave it to pydantic."""
+    for check in _CHECKS.get(event.data.__class__, ()):
+        if not check(event.data):
+            return False
+    return True
+
+
 def _finish(event: WireEvent) -> WireEvent | None:
     """Run the checks msgspec could not do and upcast to the latest version; None: leave it to pydantic."""
     while True:
-        for check in _CHECKS.get(event.data.__class__, ()):
-            if not check(event.data):
-                return None
+        if not _checked(event):
+            return None
         upcast = _UPCAST.get(event.type)
         if upcast is None:
             return event
@@ -550,6 +561,24 @@ def _content_type(raw: bytes) -> str:
     return ctype
 
 
+def _utc_time(event: WireEvent) -> bool:
+    """Parse the envelope's time as pydantic makes it (AwareDatetime, then Event._utc); False: leave it to pydantic.
+
+    Every event has one, so it is not parsed through _dec_hook (two Python calls) but decoded as text and parsed
+    here, with the same msgspec parser and after the same check as payload datetimes."""
+    text = event.time
+    if len(text) > 26 and _TOO_FINE(text):  # 7 fraction digits need 27 characters and then a zone
+        return False
+    time = _convert(text, datetime)
+    tz = time.tzinfo
+    if tz is not UTC:
+        if tz is None:
+            return False
+        time = time.astimezone(UTC)  # can overflow at the ends of the calendar: that OverflowError -> pydantic
+    _force_setattr(event, "time", time)  # the event is new, not shared yet
+    return True
+
+
 def _fast_decode(value: Any, headers: Any) -> WireEvent | None:
     """The event, if the fast path can vouch for it; None (or an exception) where ``codec.decode`` must decide.
 
@@ -585,19 +614,8 @@ def _fast_decode(value: Any, headers: Any) -> WireEvent | None:
         _force_setattr(event, "data", _DATA_DECODERS[event.type].decode(value))  # the event is new, not shared yet
     else:
         return None  # a content-type the codec rejects
-    # The envelope's time, as pydantic makes it (AwareDatetime, then Event._utc). Every event has one, so it is not
-    # parsed through _dec_hook (two Python calls) but decoded as text and parsed here, with the same msgspec parser
-    # and after the same check as payload datetimes.
-    text = event.time
-    if len(text) > 26 and _TOO_FINE(text):  # 7 fraction digits need 27 characters and then a zone
+    if not _utc_time(event):
         return None
-    time = _convert(text, datetime)
-    tz = time.tzinfo
-    if tz is not UTC:
-        if tz is None:
-            return None
-        time = time.astimezone(UTC)  # can overflow at the ends of the calendar: that OverflowError -> pydantic
-    _force_setattr(event, "time", time)
     if event.type in _NEEDS_FINISH:
         return _finish(event)
     return event
@@ -628,6 +646,27 @@ def decode_fast(value: bytes | None,
     except Exception:  # noqa: BLE001 - whatever the fast path trips on, the codec is the authority
         event = None
     return event if event is not None else _decode_slow(value, headers)
+
+
+# --- the CloudEvents HTTP binding (ingest) --------------------------------------------------------------------------
+def decode_http(texts: Iterable[bytes]) -> list[WireEvent] | None:
+    """The events of a structured- or batch-mode HTTP request (one JSON text per event, as ``codec.split_batch``
+    gives a batch), if the fast path can vouch for every one of them; None otherwise, and then ``codec.from_http``
+    decides and words each refusal.
+
+    The same structs, time rule and checks as ``decode_fast``, so it accepts only what ``codec.from_http`` accepts;
+    unlike ``decode_fast`` it does not upcast, because ingest validates events and publishes them as they were sent.
+    """
+    events = []
+    for text in texts:
+        try:
+            event = _STRUCTURED.decode(text)
+            if event.data is None or not _utc_time(event) or not _checked(event):
+                return None  # "data": null (which pydantic rejects), or a time or payload pydantic must judge
+        except Exception:  # noqa: BLE001 - whatever the fast path trips on, the codec is the authority
+            return None
+        events.append(event)
+    return events
 
 
 # --- converting and rendering ---------------------------------------------------------------------------------------

@@ -186,11 +186,13 @@ def serve() -> None:
     """Run the HTTP service alone (ingest and reads), for deployments with a ClickHouse server.
 
     With the embedded store the worker runs the service itself (one process owns the store)."""
+    from consumers.worker.memory import tune_gc
     from services.http.server import HttpServer
 
     settings = load_settings()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = HttpServer(http_app(settings), settings.api_host, settings.api_port)
+    tune_gc()  # as the worker does, which runs this service too: see tune_gc for what ingest gains
     err.print(f"omnitrail HTTP service on {settings.api_url} (OpenAPI: {settings.api_url}/docs); Ctrl-C stops it")
     server.run()
 

@@ -556,8 +556,8 @@ def escaped(text: str, draw) -> Raw:
 
 
 @st.composite
-def mutated_records(draw) -> tuple[bytes | None, list | None]:
-    mode = draw(st.sampled_from(["binary", "structured"]))
+def mutated_objects(draw) -> dict:
+    """A valid event's JSON object, broken or bent in one to three places."""
     obj = event_obj(draw(valid_events()))
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["drop", "set", "set", "set", "extra", "type", "escape"]))
@@ -579,7 +579,13 @@ def mutated_records(draw) -> tuple[bytes | None, list | None]:
             container[where[-1]] = escaped(container[where[-1]], draw)
         if not paths(obj):
             break
-    value, headers = as_record(obj, mode)
+    return obj
+
+
+@st.composite
+def mutated_records(draw) -> tuple[bytes | None, list | None]:
+    mode = draw(st.sampled_from(["binary", "structured"]))
+    value, headers = as_record(draw(mutated_objects()), mode)
     for _ in range(draw(st.integers(0, 2))):  # damage at the record level
         kind = draw(st.sampled_from(["truncate", "append", "space", "header_drop", "header_dup", "header_case",
                                      "header_foreign", "header_ctype", "header_none", "header_utf8", "tombstone"]))
