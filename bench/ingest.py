@@ -284,7 +284,7 @@ def profiled(pid: int, out: Path, rate: int = 100):
     """py-spy record (collapsed stacks; it pauses the process for each sample) of ``pid`` while the block runs."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
-        raise RuntimeError("py-spy is not installed")
+        raise RuntimeError("--profile needs py-spy: pip install py-spy (or make setup, whose test extra has it)")
     proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking", "--gil",
                              "--threads", "--format", "raw", "--output", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
