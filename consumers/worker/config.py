@@ -25,7 +25,7 @@ class WorkerConfig:
     checkpoint_records: int = 200_000  # ... or after this many records, and whenever partitions are revoked
     session_timeout_ms: int = 10_000
     stall_seconds: float = 60.0      # lag with no progress for this long is logged as an alarm
-    stop_seconds: float = 10.0       # a stop waits this long for the broker to take the final checkpoint
+    stop_seconds: float = 10.0       # a stop waits this long for the broker and the store (batch, last checkpoint)
 
     @property
     def group(self) -> str:
