@@ -173,3 +173,50 @@ def test_the_timeline_reads_the_customers_subjects_as_point_lookups(client, log)
         f"EXPLAIN indexes = 1 SELECT * FROM timeline FINAL WHERE customer_id IN ({SUBJECTS})",
         parameters={"customer": "c-1"}).result_rows)
     assert "Condition: (customer_id in 2-element set)" in plan
+
+
+class Counting:
+    """A client that counts the statements a read sends."""
+
+    def __init__(self, client):
+        self.client, self.statements = client, 0
+
+    def query(self, *args, **kwargs):
+        self.statements += 1
+        return self.client.query(*args, **kwargs)
+
+
+def resolved_in_one_query(client, table: str, columns: str, order: str, customer: str, limit: int = 10_000) -> list:
+    """The rows as one query that resolves the subjects itself gives them."""
+    return client.query(f"SELECT {columns} FROM {table} FINAL WHERE customer_id IN ({SUBJECTS}) ORDER BY {order} "
+                        "LIMIT {limit:UInt32}", parameters={"customer": customer, "limit": limit}).result_rows
+
+
+def test_reads_answer_as_one_query_resolving_the_subjects_and_check_identifiers_only_when_rows_were_under_one(
+        client, log):
+    # c-1's handle @jan, then relinked to c-2: c-1 once had it (its rows are read) but no longer does
+    tweets(log, T0, "tw-1")
+    log.link("c-1", T0 + H)
+    log.publish(*[log.event("c-1", ev.CallStarted(call_id=f"k-{i}"), T0 + (2 + i) * H, "phone") for i in range(3)])
+    log.publish(log.event("whatsapp:+31600000001", ev.MessageReceived(conversation_id="w", text="hi"),
+                          T0 + 5 * H, "whatsapp"))
+    log.link("c-1", T0 + 6 * H, kind="whatsapp", value="+31 6 0000 0001")  # c-1 keeps this one
+    log.link("c-2", T0 + 7 * H, value="jan")
+    log.publish(log.event("c-3", ev.MailSent(letter_id="L-1", address=HOME), T0, "mail"))  # a link, no rows under it
+    statements = {}  # (customer, limit) -> statements the timeline read sent
+    for customer in ("c-1", "c-2", "c-3", "twitter:@jan", "nobody"):
+        for limit in (1, 2, 3, 4, 5, 6, 7, 10_000):
+            counting = Counting(client)
+            got = [(r["event_id"], r["customer_id"]) for r in customer_timeline(counting, customer, limit=limit)]
+            statements[customer, limit] = counting.statements
+            assert got == [(r[0], r[1]) for r in resolved_in_one_query(
+                client, "timeline", "event_id, customer_id", "time, source, event_id", customer, limit)]
+        assert [j["journey_id"] for j in customer_journeys(client, customer)] == [r[0] for r in resolved_in_one_query(
+            client, "journeys", "journey_id", "started_at, journey_id", customer)]
+        assert [f["address_hash"] for f in customer_flags(client, customer)] == [r[0] for r in resolved_in_one_query(
+            client, "address_flags", "address_hash", "updated_at, address_hash", customer)]
+    # no rows under an identifier: one statement; rows under identifiers the customer has now: their check too;
+    # rows under one it no longer has, left out (2) or, when the limit cut the rows short, read again (3)
+    assert statements["c-3", 10_000] == statements["nobody", 10_000] == 1
+    assert statements["c-2", 10_000] == statements["c-1", 10_000] == 2
+    assert statements["c-1", 1] == 3
