@@ -10,13 +10,15 @@ import pytest
 
 from projections.engine import Engine, Record
 from projections.flags.queries import customer_flags
-from projections.identities.queries import SUBJECTS, owner, whois
+from projections.identities.queries import EVER, SUBJECTS, owner, whois
+from projections.migrate import discover, migrate
 from projections.journeys.queries import customer_journeys
 from projections.origin import Origin
 from projections.sink import Sink
 from projections.timeline.queries import customer_timeline
 from schemas import events as ev
 from schemas.envelope import Event
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +222,59 @@ def test_reads_answer_as_one_query_resolving_the_subjects_and_check_identifiers_
     assert statements["c-3", 10_000] == statements["nobody", 10_000] == 1
     assert statements["c-2", 10_000] == statements["c-1", 10_000] == 2
     assert statements["c-1", 1] == 3
+
+
+def by_customer(client, customer: str) -> list[str]:
+    """The customer and its identifiers (EVER), refused unless the store reads them from the by_customer projection."""
+    return [r[0] for r in client.query(f"SELECT * FROM ({EVER}) SETTINGS force_optimize_projection_name = "
+                                       "'by_customer'", parameters={"customer": customer}).result_rows]
+
+
+def other_links(client, n: int = 20_000) -> None:
+    """Links of other customers, merged with the rest into one part: on a few rows in small parts the store rightly
+    reads the table instead of the projection."""
+    client.command(f"INSERT INTO identity_links (identifier, customer_id, action, time, type, channel, source, "
+                   f"event_id, topic, partition, offset) SELECT concat('email:u', toString(number), '@example.com'), "
+                   f"concat('other-', toString(number % 5000)), 'link', now64(3), 'omnitrail.IdentityLinked.v1', "
+                   f"'web', '/test', concat('o', toString(number)), 'omnitrail.web', 0, number FROM numbers({n})")
+    client.command("OPTIMIZE TABLE identity_links FINAL")
+
+
+def test_a_customers_identifiers_are_a_primary_key_lookup_of_the_by_customer_projection(client, log):
+    log.link("c-1", T0)
+    log.link("c-2", T0 + H, kind="email", value="x@example.com")
+    other_links(client)
+    assert by_customer(client, "c-1") == ["c-1", "twitter:@jan"]
+
+
+def projected(client) -> int:
+    """Rows in the by_customer projection of the active parts."""
+    return client.query("SELECT sum(rows) FROM system.projection_parts WHERE active AND table = 'identity_links' "
+                        "AND database = currentDatabase() AND name = 'by_customer'").result_rows[0][0]
+
+
+def test_a_store_written_before_the_projection_reads_alike_after_it_and_merges_keep_it(bare_client):
+    before = [m for m in discover() if (m.projection, m.version) != ("identities", 2)]
+    migrate(bare_client, before)
+    log = Log(bare_client)
+    tweets(log, T0, "tw-1")
+    log.link("c-1", T0 + H)
+    relinked = log.link("c-2", T0 + 2 * H, value="jan")
+    log.link("c-2", T0 + 3 * H, kind="email", value="x@example.com")
+    log.unlink("c-2", T0 + 4 * H, kind="email", value="x@example.com")
+    reads = {c: customer_timeline(bare_client, c) for c in ("c-1", "c-2", "twitter:@jan")}
+    assert [(m.projection, m.version) for m in migrate(bare_client)] == [("identities", 2)]
+    assert {c: customer_timeline(bare_client, c) for c in reads} == reads  # while the projection is being built too
+    wait_until(lambda: not bare_client.query("SELECT count() FROM system.mutations WHERE table = 'identity_links' "
+                                             "AND database = currentDatabase() AND NOT is_done").result_rows[0][0])
+    assert projected(bare_client) == 4  # the parts stored before the migration got theirs
+    other_links(bare_client)
+    assert sorted(by_customer(bare_client, "c-2")) == ["c-2", "email:x@example.com", "email:x@example.com",
+                                                        "twitter:@jan"]
+    assert {c: customer_timeline(bare_client, c) for c in reads} == reads
+    log.engine, log.states = Engine(), {}  # a duplicate delivery, merged away: the projection is rebuilt with it
+    log.publish(relinked, offsets=[3])
+    assert bare_client.query("SELECT count() FROM identity_links").result_rows[0][0] == 20_005
+    bare_client.command("OPTIMIZE TABLE identity_links FINAL")
+    assert {c: customer_timeline(bare_client, c) for c in reads} == reads
+    assert bare_client.query("SELECT count() FROM identity_links").result_rows[0][0] == projected(bare_client) == 20_004
