@@ -101,6 +101,7 @@ from schemas.wire import decode_fast
 from services.queries import run_query
 from services.readonly import readonly_client
 from services.settings import Settings
+from services.simulate import IDENTITY_SHARE, IDENTITY_VARIANTS
 from services.stack import free_port
 
 RESULTS = Path(__file__).parent / "results"
@@ -159,41 +160,52 @@ def template_events(customers: int, seed: int) -> tuple[list, np.ndarray, np.nda
     return events, counts, heavy
 
 
-ANONYMOUS_SHARE = 0.2  # template customers whose first contact was anonymous, under a handle linked to them later
-UNLINKED_SHARE = 0.2   # of those handles, unlinked again later (their messages are nobody's then)
+VARIANT_WEIGHTS = (6, 2, 2)  # linked, relinked, unlinked: the simulator's (services/simulate.py, identities)
+WRITES_AGAIN = 0.6           # share that writes again under the handle after the link, as in the simulator
 
 
 def anonymous_first(events: list, customers: int, seed: int) -> list:
-    """What the simulator's anonymous-first customers do, for ``ANONYMOUS_SHARE`` of the template's customers: two
-    messages on Twitter or WhatsApp under the customer's handle an hour before the customer's first own event, then
-    ``IdentityLinked`` of the handle; for ``UNLINKED_SHARE`` of them an ``IdentityUnlinked`` some days later. So the
-    timeline reads resolve real identity links: customers with and without linked handles, rows recorded under a
-    handle, and unlinks (besides every customer's postal addresses). Its own random stream: the rest of the template
-    stays as it was."""
+    """The simulator's anonymous first contacts, for its share (``IDENTITY_SHARE``) of the template's customers: a
+    conversation on Twitter or WhatsApp under the customer's handle an hour before the customer's first own event,
+    then ``IdentityLinked`` of the handle, for most of them a later conversation under the handle too; then, by
+    variant, the handle stays (``linked``), is linked to another customer (``relinked``) or is unlinked by the
+    customer (``unlinked``) some days later. So the reads resolve real identity links: rows recorded under a handle
+    that is the customer's now, under one that is someone else's now or nobody's, and links with no rows under them
+    (every customer's postal addresses). Its own random stream: the rest of the template stays as it was."""
     rng = np.random.default_rng(seed + 1)
     first: dict[str, object] = {}
     for e in events:
         first.setdefault(e.subject, e.time)
+    count = max(len(IDENTITY_VARIANTS), round(customers * IDENTITY_SHARE))
+    weights = np.array(VARIANT_WEIGHTS) / sum(VARIANT_WEIGHTS)
     out = []
-    for c in sorted(rng.choice(customers, round(customers * ANONYMOUS_SHARE), replace=False).tolist()):
+    for k, c in enumerate(rng.choice(customers, count, replace=False).tolist()):
+        variant = IDENTITY_VARIANTS[k] if k < len(IDENTITY_VARIANTS) else rng.choice(IDENTITY_VARIANTS, p=weights)
         channel, kind = ((Channel.TWITTER, "twitter") if c % 2 else (Channel.WHATSAPP, "whatsapp"))
         value = f"@anon{c}" if kind == "twitter" else f"+3160{c:07d}"
         handle = identifier(kind, value)
         at = first[customer_id(c)] - timedelta(hours=1)
-        conversation = f"anon-{c}"
+        n = iter(range(10))
 
-        def make(payload, subject: str, minutes: float, n: int) -> Event:
+        def make(payload, subject: str, minutes: float, conversation: str | None = None) -> Event:
             return Event.of(payload, customer=subject, channel=channel, source=f"/bench/{channel.value}",
-                            id=f"anon-{c}-{n}", time=at + timedelta(minutes=minutes), correlationid=conversation)
+                            id=f"anon-{c}-{next(n)}", time=at + timedelta(minutes=minutes), correlationid=conversation)
 
-        out += [make(ev.MessageReceived(conversation_id=conversation, text="Where is my refund?", handle=value),
-                     handle, 0, 0),
-                make(ev.MessageSent(conversation_id=conversation, agent="webcare-anna",
-                                    text="Could you DM us your customer number?"), handle, 5, 1),
-                make(ev.IdentityLinked(kind=kind, value=value), customer_id(c), 30, 2)]
-        if rng.random() < UNLINKED_SHARE:
-            out.append(make(ev.IdentityUnlinked(kind=kind, value=value), customer_id(c),
-                            float(rng.integers(1, 60)) * 1440, 3))
+        def conversation(minutes: float, name: str) -> list[Event]:
+            return [make(ev.MessageReceived(conversation_id=name, text="Where is my refund?", handle=value), handle,
+                         minutes, name),
+                    make(ev.MessageSent(conversation_id=name, agent="webcare-anna",
+                                        text="Could you DM us your customer number?"), handle, minutes + 5, name)]
+
+        out += [*conversation(0, f"anon-{c}"), make(ev.IdentityLinked(kind=kind, value=value), customer_id(c), 30)]
+        if rng.random() < WRITES_AGAIN:
+            out += conversation(float(rng.integers(90, 2 * 1440)), f"anon-{c}-again")
+        later = float(rng.integers(3, 60)) * 1440
+        if variant == "relinked":  # it was someone else's
+            other = (c + 1 + int(rng.integers(customers - 1))) % customers
+            out.append(make(ev.IdentityLinked(kind=kind, value=value), customer_id(other), later))
+        elif variant == "unlinked":
+            out.append(make(ev.IdentityUnlinked(kind=kind, value=value), customer_id(c), later))
     return out
 
 
