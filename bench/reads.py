@@ -93,11 +93,15 @@ from projections.migrate import migrate
 from projections.origin import Origin
 from projections.store import connect
 from schemas import events as ev
+from schemas.channels import Channel
 from schemas.codec import encode
+from schemas.envelope import Event
+from schemas.identifiers import identifier
 from schemas.wire import decode_fast
 from services.queries import run_query
 from services.readonly import readonly_client
 from services.settings import Settings
+from services.simulate import IDENTITY_SHARE, IDENTITY_VARIANTS
 from services.stack import free_port
 
 RESULTS = Path(__file__).parent / "results"
@@ -151,7 +155,58 @@ def template_events(customers: int, seed: int) -> tuple[list, np.ndarray, np.nda
         elif e.name == ev.AddressChanged.name:
             update["data"] = e.data.model_copy(update={"address": address_of(c, 1), "previous": address_of(c)})
         events.append(e.model_copy(update=update))
+    events += anonymous_first(events, customers, seed)
+    events.sort(key=lambda e: e.time)  # stable: the template's own order stays
     return events, counts, heavy
+
+
+VARIANT_WEIGHTS = (6, 2, 2)  # linked, relinked, unlinked: the simulator's (services/simulate.py, identities)
+WRITES_AGAIN = 0.6           # share that writes again under the handle after the link, as in the simulator
+
+
+def anonymous_first(events: list, customers: int, seed: int) -> list:
+    """The simulator's anonymous first contacts, for its share (``IDENTITY_SHARE``) of the template's customers: a
+    conversation on Twitter or WhatsApp under the customer's handle an hour before the customer's first own event,
+    then ``IdentityLinked`` of the handle, for most of them a later conversation under the handle too; then, by
+    variant, the handle stays (``linked``), is linked to another customer (``relinked``) or is unlinked by the
+    customer (``unlinked``) some days later. So the reads resolve real identity links: rows recorded under a handle
+    that is the customer's now, under one that is someone else's now or nobody's, and links with no rows under them
+    (every customer's postal addresses). Its own random stream: the rest of the template stays as it was."""
+    rng = np.random.default_rng(seed + 1)
+    first: dict[str, object] = {}
+    for e in events:
+        first.setdefault(e.subject, e.time)
+    count = max(len(IDENTITY_VARIANTS), round(customers * IDENTITY_SHARE))
+    weights = np.array(VARIANT_WEIGHTS) / sum(VARIANT_WEIGHTS)
+    out = []
+    for k, c in enumerate(rng.choice(customers, count, replace=False).tolist()):
+        variant = IDENTITY_VARIANTS[k] if k < len(IDENTITY_VARIANTS) else rng.choice(IDENTITY_VARIANTS, p=weights)
+        channel, kind = ((Channel.TWITTER, "twitter") if c % 2 else (Channel.WHATSAPP, "whatsapp"))
+        value = f"@anon{c}" if kind == "twitter" else f"+3160{c:07d}"
+        handle = identifier(kind, value)
+        at = first[customer_id(c)] - timedelta(hours=1)
+        n = iter(range(10))
+
+        def make(payload, subject: str, minutes: float, conversation: str | None = None) -> Event:
+            return Event.of(payload, customer=subject, channel=channel, source=f"/bench/{channel.value}",
+                            id=f"anon-{c}-{next(n)}", time=at + timedelta(minutes=minutes), correlationid=conversation)
+
+        def conversation(minutes: float, name: str) -> list[Event]:
+            return [make(ev.MessageReceived(conversation_id=name, text="Where is my refund?", handle=value), handle,
+                         minutes, name),
+                    make(ev.MessageSent(conversation_id=name, agent="webcare-anna",
+                                        text="Could you DM us your customer number?"), handle, minutes + 5, name)]
+
+        out += [*conversation(0, f"anon-{c}"), make(ev.IdentityLinked(kind=kind, value=value), customer_id(c), 30)]
+        if rng.random() < WRITES_AGAIN:
+            out += conversation(float(rng.integers(90, 2 * 1440)), f"anon-{c}-again")
+        later = float(rng.integers(3, 60)) * 1440
+        if variant == "relinked":  # it was someone else's
+            other = (c + 1 + int(rng.integers(customers - 1))) % customers
+            out.append(make(ev.IdentityLinked(kind=kind, value=value), customer_id(other), later))
+        elif variant == "unlinked":
+            out.append(make(ev.IdentityUnlinked(kind=kind, value=value), customer_id(c), later))
+    return out
 
 
 def template_tables(settings: Settings, events: list, progress: Progress) -> tuple[dict[str, pa.Table], dict]:
@@ -201,9 +256,12 @@ def copy_rows(table: pa.Table, positions: np.ndarray, copies: int) -> pa.Table:
     columns = []
     for name in rows.column_names:
         col = rows[name]
-        if name == "customer_id":  # cust-<copy><template number>: sort-order neighbours differ, as real ones do
-            col = pc.binary_join_element_wise(pc.utf8_slice_codeunits(col, 0, 5), tag,
-                                              pc.utf8_slice_codeunits(col, 5), "")
+        if name == "customer_id":  # cust-<copy><template number>: sort-order neighbours differ, as real ones do;
+            # a subject that is an identifier (an anonymous contact's handle) is suffixed like the identifiers
+            col = pc.if_else(pc.starts_with(col, "cust-"),
+                             pc.binary_join_element_wise(pc.utf8_slice_codeunits(col, 0, 5), tag,
+                                                         pc.utf8_slice_codeunits(col, 5), ""),
+                             pc.binary_join_element_wise(col, tag, "."))
         elif name in COPY_SUFFIXED:
             col = pc.binary_join_element_wise(col, tag, ".")
         elif name == "offset":
@@ -363,7 +421,8 @@ def reads() -> dict[str, Read]:
 
 
 def named_sql(read: Read, customer: str | None) -> tuple[str, dict]:
-    """The statement the named query sends for ``customer`` (its last one)."""
+    """The (first) statement the named query sends for ``customer``: the recorder answers no rows, so a read that
+    would check identifiers next (``projections.identities.queries.customer_rows``) stops there."""
     from services.queries import QUERIES
     return recorded(QUERIES[read.query].run, **read.params(customer))
 
@@ -483,6 +542,7 @@ def prewhere(sql: str, table: str) -> str:
 
 
 Variant = Callable[[str | None], tuple[str, dict]]
+RESOLVED = "subjects resolved in the one query"  # the timeline read as it was: SUBJECTS in its WHERE
 
 
 def timeline_variants(read: Read, table: str = "timeline") -> dict[str, Variant]:
@@ -510,14 +570,21 @@ def timeline_variants(read: Read, table: str = "timeline") -> dict[str, Variant]
                 "LIMIT 1 BY time, source, event_id LIMIT 10000"),
     }
     if table == "timeline":
-        out["named query (FINAL WHERE customer_id IN subjects)"] = lambda c: named_sql(read, c)
+        out["named query, its first statement (FINAL WHERE customer_id IN subjects)"] = lambda c: named_sql(read, c)
         out["named query with PREWHERE"] = lambda c: (prewhere(named_sql(read, c)[0], table), named_sql(read, c)[1])
         out["named query, optimize_move_to_prewhere_if_final=1"] = lambda c: recommended_sql(read, c)
         with contextlib.suppress(ImportError):
             from projections.identities.queries import SUBJECTS
+            resolved = (f"SELECT {cols} FROM timeline FINAL WHERE customer_id IN ({SUBJECTS}) "
+                        "ORDER BY time, source, event_id LIMIT 10000")
+            out[f"{RESOLVED}, optimize_move_to_prewhere_if_final=1"] = sql(
+                f"{resolved} SETTINGS optimize_move_to_prewhere_if_final = 1")
             out["identity subquery alone (subjects of c)"] = sql(f"SELECT * FROM ({SUBJECTS})")
             out["identity subquery alone, identity_links without FINAL"] = sql(
                 f"SELECT * FROM ({recommended_subjects(SUBJECTS)})")
+        with contextlib.suppress(ImportError):
+            from projections.identities.queries import EVER
+            out["identity subquery alone (c and every identifier it ever had)"] = sql(f"SELECT * FROM ({EVER})")
     return out
 
 
@@ -531,7 +598,18 @@ def point_variants(read: Read) -> dict[str, Variant]:
             "named query": lambda c: named_sql(read, c),
             "named query with PREWHERE": lambda c: (prewhere(named_sql(read, c)[0], read.table),
                                                     named_sql(read, c)[1]),
-            "named query, optimize_move_to_prewhere_if_final=1": lambda c: recommended_sql(read, c)}
+            "named query, optimize_move_to_prewhere_if_final=1": lambda c: recommended_sql(read, c),
+            f"{RESOLVED}, optimize_move_to_prewhere_if_final=1": lambda c: resolved_sql(read, c)}
+
+
+def resolved_sql(read: Read, customer: str | None) -> tuple[str, dict]:
+    """The raw point query with FINAL and the subjects resolved in its WHERE (``SUBJECTS``): one query answering
+    what the named query answers."""
+    from projections.identities.queries import SUBJECTS
+    sql, params = read.raw(customer)
+    sql = sql.replace(f" FROM {read.table} WHERE customer_id = {{customer:String}} ",
+                      f" FROM {read.table} FINAL WHERE customer_id IN ({SUBJECTS}) ", 1)
+    return f"{sql} SETTINGS optimize_move_to_prewhere_if_final = 1", params
 
 
 def recommended_sql(read: Read, customer: str | None) -> tuple[str, dict]:
@@ -562,14 +640,39 @@ def investigate(client, read: Read, variants: dict[str, Variant], customers: lis
     median_customer = ranked[len(ranked) // 2]
     out = {}
     for name in variants:
+        # what reads the customer's subjects (its linked identifiers too) is compared with the one query that
+        # resolves them; the rest with the plain FINAL look-up
+        ref = next((n for n in variants if n.startswith(RESOLVED)), reference) if name.startswith(
+            ("named", RESOLVED)) else reference
         if name.startswith("identity"):
             same = None
         else:  # named queries return customer_id last; the timeline variants do too (its COLUMNS)
-            same = all(answers[name][c] == answers[reference][c] for c in customers)
+            same = all(answers[name][c] == answers[ref][c] for c in customers)
         ex = {} if name.startswith("identity") else explain(client, *statements[name][median_customer])
-        out[name] = {"latency": strip(timing[name]), "same_rows_as": reference, "same_rows": same,
+        out[name] = {"latency": strip(timing[name]), "same_rows_as": ref, "same_rows": same,
                      "explain_customer": median_customer, **{f"explain_{k}": v for k, v in ex.items()}}
     return out
+
+
+ANSWER_KEYS = {"timeline": ("event_id", "customer_id"), "customer_flags": ("address_hash", "customer_id"),
+               "journeys": ("journey_id", "customer_id")}
+
+
+def as_one_query(client, read: Read, answers: dict) -> dict:
+    """Did the API answer each customer as the one query that resolves the subjects in its WHERE
+    (``resolved_sql``) does now? Compared on the rows' keys, in order; also how many of the customers had rows
+    recorded under an identifier."""
+    keys = ANSWER_KEYS[read.name]
+    sql, _ = resolved_sql(read, None)
+    columns = re.match(r"SELECT (.*?) FROM ", sql)[1].split(", ")
+    same, under = 0, 0
+    for customer, rows in answers.items():
+        expected = [tuple(row[columns.index(k)] for k in keys)
+                    for row in client.query(*resolved_sql(read, customer)).result_rows]
+        same += [tuple(row[k] for k in keys) for row in rows] == expected
+        under += any(row["customer_id"] != customer for row in rows)
+    return {"same": same == len(answers), "customers": len(answers), "same_customers": same,
+            "with_rows_under_identifiers": under}
 
 
 def metrics_parts(client, runs: int, progress: Progress) -> dict:
@@ -807,6 +910,8 @@ def bench(args, tmp: Path, progress: Progress) -> dict:
                            progress, f"{' and '.join(paths)}: {'heavy timelines' if heavy else read.name}")
                 for k, v in s.items():
                     (out["timeline_heavy"] if heavy else results[name])[k] = strip(v)
+                if with_sql and not heavy and read.per_customer:
+                    api_answers[name] = answers[next(iter(clients))]
                 if len(clients) > 1:  # do the services answer alike?
                     first_answers, *others = answers.values()
                     (out["timeline_heavy"] if heavy else results[name])["same_answers"] = all(
@@ -816,6 +921,7 @@ def bench(args, tmp: Path, progress: Progress) -> dict:
             for c in clients.values():
                 c.close()
 
+    api_answers: dict[str, dict] = {}
     service = Serve(settings, tmp / "serve.log", [sys.executable, "-m", "services", "serve"]).start()
     try:
         out["service_up_s"] = service.up_s
@@ -861,6 +967,8 @@ def bench(args, tmp: Path, progress: Progress) -> dict:
         out["timeline_heavy"]["raw"] = pooled(out["timeline_heavy"]["raw_before"], s["raw"])
         out["timeline_heavy"]["raw_before"] = strip(out["timeline_heavy"]["raw_before"])
         out["timeline_heavy"]["raw_after"] = strip(s["raw"])
+        for name, answers in api_answers.items():
+            results[name]["answers_as_one_query"] = as_one_query(client, all_reads[name], answers)
         phase("raw_after")
 
         # 5. alternative timeline tables with the same rows
@@ -1006,6 +1114,11 @@ def report(r: dict) -> list[Table]:
     if same:
         t.add_row("what-if: recommended answers = as-is answers", *[""] * 6,
                   ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()), "")
+    checked = {name: x["answers_as_one_query"] for name, x in r["reads"].items() if "answers_as_one_query" in x}
+    if checked:
+        t.add_row("API answers = one query resolving the subjects (customers with rows under an identifier)", "", "",
+                  "", ", ".join(f"{k} {'yes' if v['same'] else 'NO'} ({v['with_rows_under_identifiers']})"
+                                for k, v in checked.items()), *[""] * 4)
     cli = r["cli"]
     c = Table(title="CLI against the running service: seconds per process, median (max)", title_justify="left")
     for name in ("command", "runs", "median (max) s", "target"):
@@ -1028,7 +1141,9 @@ def report(r: dict) -> list[Table]:
     tables = [t, c]
     if inv := r.get("investigation"):
         v = Table(title="investigation (in process, the same customers, interleaved): ms p50 / p99; same rows as the "
-                        "FINAL query for every customer; EXPLAIN indexes=1 of the median customer: parts and granules "
+                        "FINAL query for every customer (named-query variants: as the one query resolving the "
+                        "subjects; its first statement alone also holds rows of identifiers the customer no longer "
+                        "has, left out after); EXPLAIN indexes=1 of the median customer: parts and granules "
                         "the primary key selected, customer filter as PREWHERE", title_justify="left")
         for name in ("query", "variant", "ms p50 / p99", "same rows", "parts", "granules", "PREWHERE"):
             v.add_column(name, justify="left" if name in ("query", "variant") else "right")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
-from projections.identities.queries import SUBJECTS
+from projections.identities.queries import customer_rows
 
 COLUMNS = ("customer_id", "address_hash", "address", "status", "returns", "first_return", "last_return",
            "actions", "updated_at", "version", "event_id", "topic", "partition", "offset")
@@ -18,12 +18,17 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _rows(client: Client, columns: tuple[str, ...], where: str, order: str, parameters: dict | None = None
-          ) -> list[dict]:
-    result = client.query(f"SELECT {', '.join(columns)} FROM address_flags FINAL WHERE {where} ORDER BY {order}",
-                          parameters=parameters or {})
+def _statement(columns: tuple[str, ...], where: str, order: str) -> str:
+    return f"SELECT {', '.join(columns)} FROM address_flags FINAL WHERE {where} ORDER BY {order}"
+
+
+def _rows(client: Client, columns: tuple[str, ...], where: str, order: str) -> list[dict]:
+    return _shaped(columns, client.query(_statement(columns, where, order)).result_rows)
+
+
+def _shaped(columns: tuple[str, ...], found: list) -> list[dict]:
     rows = []
-    for values in result.result_rows:
+    for values in found:
         row = dict(zip(columns, values))
         for name in _TIMES:
             if row.get(name) is not None:
@@ -48,5 +53,6 @@ def suppression_list(client: Client) -> list[dict]:
 def customer_flags(client: Client, customer_id: str) -> list[dict]:
     """The returns and flag state of each of the customer's addresses (flagged, cleared, or returns counted),
     including those of identifiers linked to the customer now (``projections/identities``)."""
-    return _rows(client, COLUMNS, f"customer_id IN ({SUBJECTS})", "updated_at, address_hash",
-                 {"customer": customer_id})
+    return _shaped(COLUMNS, customer_rows(
+        client, lambda subjects: _statement(COLUMNS, f"customer_id IN ({subjects})", "updated_at, address_hash"),
+        {"customer": customer_id}, COLUMNS.index("customer_id")))

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
-from projections.identities.queries import SUBJECTS
+from projections.identities.queries import customer_rows
 from schemas import events as ev
 
 JOURNEY_COLUMNS = ("journey_id", "customer_id", "started_at", "last_at", "channels", "channel_switches", "contacts",
@@ -44,11 +44,12 @@ def customer_journeys(client: Client, customer_id: str) -> list[dict]:
     """The customer's journeys, newest snapshot each, by start time; ``first_response_seconds`` as a dict. Journeys
     folded under an identifier linked to the customer now are the customer's too (``projections/identities``);
     their ``customer_id`` is that identifier."""
-    result = client.query(
-        f"SELECT {', '.join(JOURNEY_COLUMNS)} FROM journeys FINAL WHERE customer_id IN ({SUBJECTS}) "
-        "ORDER BY started_at, journey_id", parameters={"customer": customer_id})
+    rows = customer_rows(
+        client, lambda subjects: f"SELECT {', '.join(JOURNEY_COLUMNS)} FROM journeys FINAL WHERE customer_id IN "
+                                 f"({subjects}) ORDER BY started_at, journey_id",
+        {"customer": customer_id}, JOURNEY_COLUMNS.index("customer_id"))
     journeys = []
-    for row in result.result_rows:
+    for row in rows:
         j = dict(zip(JOURNEY_COLUMNS, row))
         j["first_response_seconds"] = dict(zip(j.pop("first_response_channels"), j["first_response_seconds"]))
         for key in ("started_at", "last_at", "resolved_at"):

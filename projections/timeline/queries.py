@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from projections.identities.queries import SUBJECTS
+from projections.identities.queries import customer_rows
 
 COLUMNS = ("time", "channel", "kind", "summary", "type", "event_id", "source", "correlation_id", "data",
            "topic", "partition", "offset", "customer_id")
@@ -19,13 +19,15 @@ def customer_timeline(client: Client, customer_id: str, since: datetime | None =
     and those recorded under the identifiers linked to it now (``projections/identities``); each row's
     ``customer_id`` is the subject it was recorded under. The timeline is sorted by customer_id first, so the few
     subjects are a few point lookups."""
-    where = f"customer_id IN ({SUBJECTS})" + (" AND time >= {since:DateTime64(3, 'UTC')}" if since else "")
-    result = client.query(
-        f"SELECT {', '.join(COLUMNS)} FROM timeline FINAL WHERE {where} "
-        "ORDER BY time, source, event_id LIMIT {limit:UInt32}",
-        parameters={"customer": customer_id, "since": since, "limit": limit})
-    return [{**dict(zip(COLUMNS, row)), "time": _utc(row[0]), "data": orjson.loads(row[8])}
-            for row in result.result_rows]
+    since_sql = " AND time >= {since:DateTime64(3, 'UTC')}" if since else ""
+
+    def statement(subjects: str) -> str:
+        return (f"SELECT {', '.join(COLUMNS)} FROM timeline FINAL WHERE customer_id IN ({subjects}){since_sql} "
+                "ORDER BY time, source, event_id LIMIT {limit:UInt32}")
+
+    rows = customer_rows(client, statement, {"customer": customer_id, "since": since, "limit": limit},
+                         COLUMNS.index("customer_id"), limit)
+    return [{**dict(zip(COLUMNS, row)), "time": _utc(row[0]), "data": orjson.loads(row[8])} for row in rows]
 
 
 def _utc(t: datetime) -> str:

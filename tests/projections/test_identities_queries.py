@@ -10,13 +10,15 @@ import pytest
 
 from projections.engine import Engine, Record
 from projections.flags.queries import customer_flags
-from projections.identities.queries import SUBJECTS, owner, whois
+from projections.identities.queries import EVER, SUBJECTS, owner, whois
+from projections.migrate import discover, migrate
 from projections.journeys.queries import customer_journeys
 from projections.origin import Origin
 from projections.sink import Sink
 from projections.timeline.queries import customer_timeline
 from schemas import events as ev
 from schemas.envelope import Event
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +175,106 @@ def test_the_timeline_reads_the_customers_subjects_as_point_lookups(client, log)
         f"EXPLAIN indexes = 1 SELECT * FROM timeline FINAL WHERE customer_id IN ({SUBJECTS})",
         parameters={"customer": "c-1"}).result_rows)
     assert "Condition: (customer_id in 2-element set)" in plan
+
+
+class Counting:
+    """A client that counts the statements a read sends."""
+
+    def __init__(self, client):
+        self.client, self.statements = client, 0
+
+    def query(self, *args, **kwargs):
+        self.statements += 1
+        return self.client.query(*args, **kwargs)
+
+
+def resolved_in_one_query(client, table: str, columns: str, order: str, customer: str, limit: int = 10_000) -> list:
+    """The rows as one query that resolves the subjects itself gives them."""
+    return client.query(f"SELECT {columns} FROM {table} FINAL WHERE customer_id IN ({SUBJECTS}) ORDER BY {order} "
+                        "LIMIT {limit:UInt32}", parameters={"customer": customer, "limit": limit}).result_rows
+
+
+def test_reads_answer_as_one_query_resolving_the_subjects_and_check_identifiers_only_when_rows_were_under_one(
+        client, log):
+    # c-1's handle @jan, then relinked to c-2: c-1 once had it (its rows are read) but no longer does
+    tweets(log, T0, "tw-1")
+    log.link("c-1", T0 + H)
+    log.publish(*[log.event("c-1", ev.CallStarted(call_id=f"k-{i}"), T0 + (2 + i) * H, "phone") for i in range(3)])
+    log.publish(log.event("whatsapp:+31600000001", ev.MessageReceived(conversation_id="w", text="hi"),
+                          T0 + 5 * H, "whatsapp"))
+    log.link("c-1", T0 + 6 * H, kind="whatsapp", value="+31 6 0000 0001")  # c-1 keeps this one
+    log.link("c-2", T0 + 7 * H, value="jan")
+    log.publish(log.event("c-3", ev.MailSent(letter_id="L-1", address=HOME), T0, "mail"))  # a link, no rows under it
+    statements = {}  # (customer, limit) -> statements the timeline read sent
+    for customer in ("c-1", "c-2", "c-3", "twitter:@jan", "nobody"):
+        for limit in (1, 2, 3, 4, 5, 6, 7, 10_000):
+            counting = Counting(client)
+            got = [(r["event_id"], r["customer_id"]) for r in customer_timeline(counting, customer, limit=limit)]
+            statements[customer, limit] = counting.statements
+            assert got == [(r[0], r[1]) for r in resolved_in_one_query(
+                client, "timeline", "event_id, customer_id", "time, source, event_id", customer, limit)]
+        assert [j["journey_id"] for j in customer_journeys(client, customer)] == [r[0] for r in resolved_in_one_query(
+            client, "journeys", "journey_id", "started_at, journey_id", customer)]
+        assert [f["address_hash"] for f in customer_flags(client, customer)] == [r[0] for r in resolved_in_one_query(
+            client, "address_flags", "address_hash", "updated_at, address_hash", customer)]
+    # no rows under an identifier: one statement; rows under identifiers the customer has now: their check too;
+    # rows under one it no longer has, left out (2) or, when the limit cut the rows short, read again (3)
+    assert statements["c-3", 10_000] == statements["nobody", 10_000] == 1
+    assert statements["c-2", 10_000] == statements["c-1", 10_000] == 2
+    assert statements["c-1", 1] == 3
+
+
+def by_customer(client, customer: str) -> list[str]:
+    """The customer and its identifiers (EVER), refused unless the store reads them from the by_customer projection."""
+    return [r[0] for r in client.query(f"SELECT * FROM ({EVER}) SETTINGS force_optimize_projection_name = "
+                                       "'by_customer'", parameters={"customer": customer}).result_rows]
+
+
+def other_links(client, n: int = 20_000) -> None:
+    """Links of other customers, merged with the rest into one part: on a few rows in small parts the store rightly
+    reads the table instead of the projection."""
+    client.command(f"INSERT INTO identity_links (identifier, customer_id, action, time, type, channel, source, "
+                   f"event_id, topic, partition, offset) SELECT concat('email:u', toString(number), '@example.com'), "
+                   f"concat('other-', toString(number % 5000)), 'link', now64(3), 'omnitrail.IdentityLinked.v1', "
+                   f"'web', '/test', concat('o', toString(number)), 'omnitrail.web', 0, number FROM numbers({n})")
+    client.command("OPTIMIZE TABLE identity_links FINAL")
+
+
+def test_a_customers_identifiers_are_a_primary_key_lookup_of_the_by_customer_projection(client, log):
+    log.link("c-1", T0)
+    log.link("c-2", T0 + H, kind="email", value="x@example.com")
+    other_links(client)
+    assert by_customer(client, "c-1") == ["c-1", "twitter:@jan"]
+
+
+def projected(client) -> int:
+    """Rows in the by_customer projection of the active parts."""
+    return client.query("SELECT sum(rows) FROM system.projection_parts WHERE active AND table = 'identity_links' "
+                        "AND database = currentDatabase() AND name = 'by_customer'").result_rows[0][0]
+
+
+def test_a_store_written_before_the_projection_reads_alike_after_it_and_merges_keep_it(bare_client):
+    before = [m for m in discover() if (m.projection, m.version) != ("identities", 2)]
+    migrate(bare_client, before)
+    log = Log(bare_client)
+    tweets(log, T0, "tw-1")
+    log.link("c-1", T0 + H)
+    relinked = log.link("c-2", T0 + 2 * H, value="jan")
+    log.link("c-2", T0 + 3 * H, kind="email", value="x@example.com")
+    log.unlink("c-2", T0 + 4 * H, kind="email", value="x@example.com")
+    reads = {c: customer_timeline(bare_client, c) for c in ("c-1", "c-2", "twitter:@jan")}
+    assert [(m.projection, m.version) for m in migrate(bare_client)] == [("identities", 2)]
+    assert {c: customer_timeline(bare_client, c) for c in reads} == reads  # while the projection is being built too
+    wait_until(lambda: not bare_client.query("SELECT count() FROM system.mutations WHERE table = 'identity_links' "
+                                             "AND database = currentDatabase() AND NOT is_done").result_rows[0][0])
+    assert projected(bare_client) == 4  # the parts stored before the migration got theirs
+    other_links(bare_client)
+    assert sorted(by_customer(bare_client, "c-2")) == ["c-2", "email:x@example.com", "email:x@example.com",
+                                                        "twitter:@jan"]
+    assert {c: customer_timeline(bare_client, c) for c in reads} == reads
+    log.engine, log.states = Engine(), {}  # a duplicate delivery, merged away: the projection is rebuilt with it
+    log.publish(relinked, offsets=[3])
+    assert bare_client.query("SELECT count() FROM identity_links").result_rows[0][0] == 20_005
+    bare_client.command("OPTIMIZE TABLE identity_links FINAL")
+    assert {c: customer_timeline(bare_client, c) for c in reads} == reads
+    assert bare_client.query("SELECT count() FROM identity_links").result_rows[0][0] == projected(bare_client) == 20_004
