@@ -363,7 +363,7 @@ def wait_healthy(worker: Worker, timeout: float) -> float:
         worker.check()
         if time.monotonic() - t0 > timeout:
             raise TimeoutError(f"{worker.name}: API not up within {timeout:.0f} s; log {worker.log}")
-        time.sleep(0.2)
+        time.sleep(0.05)
     return time.monotonic() - t0
 
 

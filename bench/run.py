@@ -359,9 +359,7 @@ def two_workers_scenario(args, tmp: Path, events: list[Event], records: list[tup
         with contextlib.ExitStack() as running:
             running.enter_context(h.running(workers[0]))
             if args.stagger:  # the second worker joins a group that is busy: a rebalance mid-stream
-                while not workers[0].healthy():
-                    workers[0].check()
-                    time.sleep(0.05)
+                h.wait_healthy(workers[0], 90)
                 time.sleep(args.stagger)
             running.enter_context(h.running(workers[1]))
             meter = h.CpuMeter({"broker": broker.pid(), **{w.name: w.pid for w in workers}})

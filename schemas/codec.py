@@ -144,11 +144,18 @@ def _batch_adapter() -> TypeAdapter:
     return TypeAdapter(list[Annotated[Union[models], Field(discriminator="type")]])  # noqa: UP007
 
 
+def http_content_type(headers: Mapping[str, str]) -> str:
+    """The media type of an HTTP request's content-type (lower case, without parameters), whatever the header
+    name's case."""
+    content_type = next((value for name, value in headers.items() if name.lower() == "content-type"), "")
+    return content_type.split(";")[0].strip().lower()
+
+
 def from_http(body: bytes, headers: Mapping[str, str]) -> list[Event | DecodeError]:
     """The events of one HTTP request in any CloudEvents HTTP mode, each validated on its own (a batch answers per
     event). Raises ``DecodeError`` when the request as a whole is not CloudEvents (its content-type, its JSON)."""
     hdrs = {name.lower(): value for name, value in headers.items()}
-    ctype = hdrs.get("content-type", "").split(";")[0].strip().lower()
+    ctype = http_content_type(hdrs)
     if ctype == BATCH_CONTENT_TYPE:
         try:  # the common case, a valid batch, in one pass; any problem: per event below, for per-event reasons
             return list(_batch_adapter().validate_json(body))

@@ -63,10 +63,6 @@ class StateStore:
     def changed(self, partition: int, customer: str, state: dict) -> None:
         self._dirty.setdefault(partition, {})[customer] = state
 
-    @property
-    def pending(self) -> int:
-        return sum(len(d) for d in self._dirty.values())
-
     def drop(self, partitions) -> None:
         """Forget what is held in memory of partitions this worker no longer owns: changes not checkpointed (their
         new owner redoes them) and the decoded states (the new owner changes them; the changelog brings them back)."""

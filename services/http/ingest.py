@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from consumers import kafka
 from schemas import wire
 from schemas.codec import (BATCH_CONTENT_TYPE, MAX_RECORD_BYTES, STRUCTURED_CONTENT_TYPE, DecodeError, Record, as_sent,
-                           encode, from_http, split_batch)
+                           encode, from_http, http_content_type, split_batch)
 from schemas.channels import Channel
 from schemas.derived import DERIVED
 from schemas.envelope import Event
@@ -152,7 +152,7 @@ def admit(results: list[Event | wire.WireEvent | DecodeError], key: WriteKey) ->
             if refusal := refusals[where]:
                 out.append(_verdict(i, "forbidden", item.id, refusal))
             else:
-                out.append({"index": i, "status": "accepted", "id": item.id})  # (what _verdict makes, a call less)
+                out.append(_verdict(i, "accepted", item.id))
     return out
 
 
@@ -163,7 +163,7 @@ def read_events(body: bytes, headers: Mapping[str, str]) -> tuple[list[Event | w
 
     msgspec (``wire.decode_http``) vouches for a request whose events are all valid, the common case, at a fraction
     of pydantic's cost; at the first doubt pydantic (``codec.from_http``) decides, and words every refusal."""
-    ctype = {k.lower(): v for k, v in headers.items()}.get("content-type", "").split(";")[0].strip().lower()
+    ctype = http_content_type(headers)
     texts = None
     if ctype == BATCH_CONTENT_TYPE:
         with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):  # not an array: from_http says so
