@@ -123,27 +123,34 @@ class Engine:
         out = Applied()
         fresh = self._new_records(records, states, out)
         rows: dict[str, list[dict]] = {p.table: [] for p in (*self.projections, *self.stateful)}
+        # Bound once per batch: per event and projection, a dict item ``+=`` and attribute lookups cost more than
+        # most projections' own work.
+        failed, rules, derived = out.failed, self.rules, out.derived.extend
+        stateless = [(p.name, p.project, rows[p.table].extend) for p in self.projections]
         for i in fresh:
-            rec = records[i]
-            for projection in self.projections:
+            event, origin = records[i].event, records[i].origin
+            for name, project, store in stateless:
                 try:
-                    rows[projection.table] += projection.project(rec.event, rec.origin)
+                    store(project(event, origin))
                 except Exception as exc:
-                    out.failed[i] = f"projection {projection.name} failed: {type(exc).__name__}: {exc}"
+                    failed[i] = f"projection {name} failed: {type(exc).__name__}: {exc}"
         if self.stateful:
-            in_time = sorted(fresh, key=lambda i: (records[i].event.subject, records[i].event.time))
-            for i in in_time:
-                rec = records[i]
-                folds = states[rec.event.subject]["p"]
-                for projection in self.stateful:
+            stateful = [(p.name, p.fold, rows[p.table].extend) for p in self.stateful]
+            for i in sorted(fresh, key=lambda i: (records[i].event.subject, records[i].event.time)):
+                event, origin = records[i].event, records[i].origin
+                folds = states[event.subject]["p"]
+                for name, fold, store in stateful:
+                    state = folds.get(name)
                     try:
-                        result = projection.fold(folds.get(projection.name, {}), rec.event, rec.origin, self.rules)
+                        state, new_rows, new_events = fold({} if state is None else state, event, origin, rules)
                     except Exception as exc:
-                        out.failed[i] = f"projection {projection.name} failed: {type(exc).__name__}: {exc}"
+                        failed[i] = f"projection {name} failed: {type(exc).__name__}: {exc}"
                         continue
-                    folds[projection.name] = result.state
-                    rows[projection.table] += result.rows
-                    out.derived += result.derived
+                    folds[name] = state
+                    if new_rows:
+                        store(new_rows)
+                    if new_events:
+                        derived(new_events)
         out.rows = {table: r for table, r in rows.items() if r}
         return out
 

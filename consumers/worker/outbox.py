@@ -15,16 +15,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 log = logging.getLogger(__name__)
 DELIVERY_TIMEOUT = 60.0
+PLACED_BY_KEY = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner places the record
 
 
-@dataclass(frozen=True, slots=True)
-class Out:
+class Out(NamedTuple):  # a checkpoint sends one per changed state: cheap to build
     topic: str
     value: bytes | None
     key: bytes | None
@@ -71,11 +71,12 @@ class Outbox:
                 tp = (msg.topic(), msg.partition())
                 ends[tp] = max(ends.get(tp, 0), msg.offset() + 1)
 
-        for r in records:
-            extra = {} if r.partition is None else {"partition": r.partition}
+        produce = self.producer.produce
+        for topic, value, key, headers, partition in records:
+            partition = PLACED_BY_KEY if partition is None else partition
             while True:
                 try:
-                    self.producer.produce(r.topic, r.value, r.key, headers=r.headers, on_delivery=delivered, **extra)
+                    produce(topic, value, key, partition, on_delivery=delivered, headers=headers)
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     self.producer.poll(0.1)

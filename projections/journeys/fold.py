@@ -209,29 +209,36 @@ def _respond(j: dict, event: Event, name: str, channel: str, t: int) -> None:
 def snapshot(j: dict, event: Event, origin: Origin, t: int | None = None) -> dict:
     """The journey's row after folding ``event`` (at ``t``, its time in microseconds, if the caller has it)."""
     first_steps = j["first_steps"]
-    channels = sorted(first_steps, key=first_steps.__getitem__)  # in the order of their first steps
+    # in the order of their first steps
+    channels = sorted(first_steps, key=first_steps.__getitem__) if len(first_steps) > 1 else list(first_steps)
     contacts = len(j["contacts"])
     started, last, resolved_at = j["started_at"], j["last_at"], j["resolved_at"]
-    responses = sorted(j["first_response"].items())
-    asked = j.get("asked", {})
     if t is None:
         t = micros(event.time)
-    # The event's own time is usually one of them: no need to build that datetime again.
+    # Building a datetime costs about as much as the rest of the row: the event's own time and the journey's start
+    # are usually the times asked for, so each is built once.
+    started_at = event.time if started == t else from_micros(started)
+    last_at = event.time if last == t else started_at if last == started else from_micros(last)
+    first_at = first_steps[channels[0]][0] if channels else started
+    first_channel_at = started_at if first_at == started else last_at if first_at == last else from_micros(first_at)
+    if j["first_response"]:
+        responses = sorted(j["first_response"].items())
+        asked = j.get("asked", {})
+        response_channels, response_seconds = [c for c, _ in responses], [s for _, s in responses]
+        asked_at = [from_micros(asked[c] if c in asked else first_steps.get(c, [started])[0]) for c, _ in responses]
+    else:
+        response_channels, response_seconds, asked_at = [], [], []
     return {
-        "journey_id": j["journey_id"], "customer_id": j["customer_id"],
-        "started_at": event.time if started == t else from_micros(started),
-        "last_at": event.time if last == t else from_micros(last), "channels": channels,
-        "channel_switches": j["switches"],
+        "journey_id": j["journey_id"], "customer_id": j["customer_id"], "started_at": started_at,
+        "last_at": last_at, "channels": channels, "channel_switches": j["switches"],
         "contacts": contacts, "transfers": j["transfers"], "repeat_contacts": max(0, contacts - 1),
-        "first_response_channels": [c for c, _ in responses], "first_response_seconds": [s for _, s in responses],
-        "first_response_asked_at": [from_micros(asked[c] if c in asked else first_steps.get(c, [started])[0])
-                                    for c, _ in responses],
+        "first_response_channels": response_channels, "first_response_seconds": response_seconds,
+        "first_response_asked_at": asked_at,
         "resolved": resolved_at is not None,
         "resolved_at": None if resolved_at is None else from_micros(resolved_at),
         "resolution_seconds": None if resolved_at is None else _seconds(resolved_at - started),
         "first_contact_resolution": resolved_at is not None and contacts <= 1 and j["transfers"] == 0,
-        "first_channel": channels[0] if channels else j["first_channel"],
-        "first_channel_at": from_micros(first_steps[channels[0]][0] if channels else started),
+        "first_channel": channels[0] if channels else j["first_channel"], "first_channel_at": first_channel_at,
         "event_id": event.id, "source": event.source, "topic": origin.topic, "partition": origin.partition,
         "offset": origin.offset, "version": j["version"],
     }
