@@ -44,6 +44,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import NamedTuple
 
 import msgspec
 import pyarrow as pa
@@ -59,10 +60,10 @@ IDS_KEPT, IDS_TRIM = 256, 128  # ids remembered per customer; trimmed in bulk so
 UNKNOWN = 0  # the digest of an id remembered before digests were kept
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One decoded event, where it lives in the log (``origin``, carried by rows) and where it was read
-    (``read_at``: the same, or the repartition topic for a record forwarded to its customer's partition)."""
+    (``read_at``: the same, or the repartition topic for a record forwarded to its customer's partition). A named
+    tuple: one is built per record, and a frozen dataclass cost ~0.7 µs more to build."""
 
     event: object
     origin: Origin

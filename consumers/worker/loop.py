@@ -135,24 +135,27 @@ class ConsumeLoop:
         self._unfinished = True
         records, read, dead, forward = [], [], [], []
         owners: dict[str, int] = {}
+        # Bound once per batch: this loop runs per record.
+        repartition, partitions, mark_read = self.topics.repartition, self.config.partitions, self.offsets.read
+        refusal_of, owner_of = self.admission.refusal, kafka.partition_for
         for msg in messages:
             if msg.error() is not None:
                 self._kafka_error(msg.error())
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            self.offsets.read((topic, partition), offset)
+            mark_read((topic, partition), offset)
             read_at = Origin(topic, partition, offset)
-            origin = (forwarded_origin(msg.headers()) or read_at) if topic == self.topics.repartition else read_at
+            origin = (forwarded_origin(msg.headers()) or read_at) if topic == repartition else read_at
             try:
                 event = decode_fast(msg.value(), msg.headers())
             except DecodeError as exc:
                 dead.append((msg, origin, exc.reason))
                 continue
-            refusal = self.admission.refusal(event, origin.topic)
+            refusal = refusal_of(event, origin.topic)
             if refusal is not None:
                 dead.append((msg, origin, refusal))
                 continue
-            owner = kafka.partition_for(event.subject.encode(), self.config.partitions)
+            owner = owner_of(event.subject.encode(), partitions)
             if owner != partition:
                 forward.append((msg, origin, owner))
                 continue

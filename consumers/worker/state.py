@@ -31,6 +31,9 @@ from consumers.worker.outbox import Out, Outbox
 log = logging.getLogger(__name__)
 
 
+_NONE: dict = {}  # a partition with nothing held
+
+
 def _prefix(kind: bytes, partition: int) -> bytes:
     return kind + partition.to_bytes(4, "big")
 
@@ -54,9 +57,10 @@ class StateStore:
         return None if raw is None else int(raw)
 
     def get(self, partition: int, customer: str) -> dict | None:
-        state = self._dirty.get(partition, {}).get(customer) or self._written.get(partition, {}).get(customer)
-        if state is not None:
-            return state
+        for held in (self._dirty, self._written):
+            state = held.get(partition, _NONE).get(customer)
+            if state is not None:
+                return state
         raw = self._db.get(_prefix(b"s", partition) + customer.encode())
         return None if raw is None else orjson.loads(raw)
 
