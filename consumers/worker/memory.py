@@ -20,7 +20,6 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-
 class BatchCollector:
     """Keeps the cyclic collector away from batch work, where it finds nothing.
 
