@@ -44,7 +44,7 @@ from rich.table import Table
 from bench import harness as h
 from bench import summary as targets
 from bench.workload import build_events
-from consumers.worker.memory import tune_gc
+from consumers.worker.memory import BatchCollector, tune_gc
 from projections.migrate import migrate
 from projections.replay import Rebuild
 from projections.store import connect
@@ -86,7 +86,8 @@ def replay(settings: Settings, n: int, progress: Progress) -> dict:
     migrate(client)
     task = progress.add_task("omnitrail replay timeline", total=n)
     rebuild = Rebuild(client, settings.kafka_bootstrap, settings.topics.log,
-                      "timeline", on_progress=lambda p: progress.update(task, completed=p.events))
+                      "timeline", on_progress=lambda p: progress.update(task, completed=p.events),
+                      batch_scope=BatchCollector().batch)  # as `omnitrail replay` runs it
     started = time.perf_counter()
     done = rebuild.run()
     seconds = time.perf_counter() - started

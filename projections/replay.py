@@ -32,6 +32,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import orjson
@@ -97,10 +98,14 @@ class Rebuild:
     """One rebuild of one projection. ``run`` blocks; ``cancel`` (from another thread) stops it at a batch edge."""
 
     def __init__(self, client: Client, bootstrap: str, topics: list[str], name: str, rules: Rules = Rules(),
-                 batch_size: int = 50_000, on_progress: Callable[[Progress], None] | None = None):
+                 batch_size: int = 50_000, on_progress: Callable[[Progress], None] | None = None,
+                 batch_scope: Callable[[], AbstractContextManager] = nullcontext):
         self.client, self.bootstrap, self.topics, self.name = client, bootstrap, topics, name
         self.table = table_of(name)
         self.rules, self.batch_size = rules, batch_size
+        # Entered around each batch (read, project, store): the runtime's memory policy for batch work, such as
+        # ``consumers.worker.memory.BatchCollector``.
+        self._batch_scope = batch_scope
         self.progress = Progress(name)
         self._on_progress = on_progress or (lambda p: None)
         self._cancelled = False
@@ -188,15 +193,20 @@ class Rebuild:
                 for batch in self._read(consumer, partitions, dict.fromkeys(p.positions, 0), dict(p.positions),
                                         admission):
                     engine.remember(batch, states)
-            for batch in self._read(consumer, partitions, p.positions, p.ends, admission):
-                if batch:
-                    applied = engine.apply(batch, states)
-                    sink.write(engine.tables(applied))
-                    if stateful:
-                        self._save_states(states, applied.changed)
-                p.events = sum(p.positions.values())
-                self._checkpoint("rebuilding")
-                self._on_progress(p)
+            batches = self._read(consumer, partitions, p.positions, p.ends, admission)
+            while True:
+                with self._batch_scope():
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    if batch:
+                        applied = engine.apply(batch, states)
+                        sink.write(engine.tables(applied))
+                        if stateful:
+                            self._save_states(states, applied.changed)
+                    p.events = sum(p.positions.values())
+                    self._checkpoint("rebuilding")
+                    self._on_progress(p)
             if self._cancelled:
                 return
             p.state = "switching"

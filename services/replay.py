@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+from consumers.worker.memory import BatchCollector
 from projections.migrate import migrate
 from projections.replay import Progress, Rebuild, ReplayError, drop_old, verify
 from projections.store import connect
@@ -18,7 +19,8 @@ from services.settings import Settings
 def new_rebuild(settings: Settings, name: str, client=None) -> Rebuild:
     client = client or connect(settings.store_url)
     migrate(client)
-    return Rebuild(client, settings.kafka_bootstrap, settings.topics.log, name, settings.rules)
+    return Rebuild(client, settings.kafka_bootstrap, settings.topics.log, name, settings.rules,
+                   batch_scope=BatchCollector().batch)
 
 
 class Replays:

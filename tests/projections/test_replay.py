@@ -191,3 +191,27 @@ def test_an_interrupted_rebuild_remembers_the_events_it_projected_before(setting
     assert summaries(client, "q-1") == ["price for hotel-ams: 389.00 EUR"]
     assert client.command("SELECT count() FROM timeline FINAL") == len(events) - 1
     client.close()
+
+
+def test_each_batch_of_a_rebuild_runs_in_its_batch_scope(settings):
+    import contextlib
+    import gc
+
+    events = published(settings, [f"bs-{i}" for i in range(3)])
+    client = connect(settings.store_url)
+    rebuild = new_rebuild(settings, "timeline", client)
+    rebuild.batch_size = 5
+    scope, seen = rebuild._batch_scope, []  # as `omnitrail replay` builds it: the worker's BatchCollector
+
+    @contextlib.contextmanager
+    def watched():
+        with scope():
+            yield
+            seen.append((gc.isenabled(), rebuild.progress.events))
+
+    rebuild._batch_scope = watched
+    assert rebuild.run().state == "done"
+    assert len(seen) > len(events) // 5  # a scope per batch (and one for the end of the log)
+    assert not any(enabled for enabled, _ in seen)  # no cyclic collection within a batch
+    assert gc.isenabled()
+    client.close()
