@@ -44,12 +44,12 @@ from rich.table import Table
 from bench import harness as h
 from bench import summary as targets
 from bench.workload import build_events
-from consumers.worker.memory import BatchCollector, tune_gc
+from consumers.worker.memory import tune_gc
 from projections.migrate import migrate
-from projections.replay import Rebuild
 from projections.store import connect
 from projections.timeline.fold import SCHEMA
 from schemas.codec import encode
+from services.replay import new_rebuild
 from services.settings import Settings
 from services.stack import LocalBroker, free_port
 from services.topics import ensure_topics
@@ -83,11 +83,9 @@ def produce_log(settings: Settings, n: int, progress: Progress) -> None:
 
 def replay(settings: Settings, n: int, progress: Progress) -> dict:
     client = connect(settings.store_url)
-    migrate(client)
     task = progress.add_task("omnitrail replay timeline", total=n)
-    rebuild = Rebuild(client, settings.kafka_bootstrap, settings.topics.log,
-                      "timeline", on_progress=lambda p: progress.update(task, completed=p.events),
-                      batch_scope=BatchCollector().batch)  # as `omnitrail replay` runs it
+    rebuild = new_rebuild(settings, "timeline", client,  # built as `omnitrail replay` builds it
+                          on_progress=lambda p: progress.update(task, completed=p.events))
     started = time.perf_counter()
     done = rebuild.run()
     seconds = time.perf_counter() - started

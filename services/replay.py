@@ -8,6 +8,7 @@ While a worker owns the embedded store, the CLI asks the worker's API to run the
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from consumers.worker.memory import BatchCollector
 from projections.migrate import migrate
@@ -16,11 +17,12 @@ from projections.store import connect
 from services.settings import Settings
 
 
-def new_rebuild(settings: Settings, name: str, client=None) -> Rebuild:
+def new_rebuild(settings: Settings, name: str, client=None,
+                on_progress: Callable[[Progress], None] | None = None) -> Rebuild:
     client = client or connect(settings.store_url)
     migrate(client)
     return Rebuild(client, settings.kafka_bootstrap, settings.topics.log, name, settings.rules,
-                   batch_scope=BatchCollector().batch)
+                   on_progress=on_progress, batch_scope=BatchCollector().batch)
 
 
 class Replays:
