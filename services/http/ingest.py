@@ -73,8 +73,7 @@ class Ingest:
     def _connected(self):
         with self._lock:
             if self._producer is None:
-                self._producer = kafka.producer(self._bootstrap, **{"delivery.timeout.ms": self._delivery_ms,
-                                                                    "linger.ms": 2})
+                self._producer = kafka.producer(self._bootstrap, **{"delivery.timeout.ms": self._delivery_ms})
                 self._poller = threading.Thread(target=self._poll, name="ingest-deliveries", daemon=True)
                 self._poller.start()
             return self._producer
