@@ -16,8 +16,9 @@ cycle's ratio is in the table and the JSON (one cycle's ratio swings by up to ~1
 * **HTTP ingest**: the real service as ``omnitrail serve`` in a subprocess (``--in-process``: ``HttpServer`` in a
   thread of the bench process instead), with a write key for every channel. C client threads (default 16: many
   channel systems posting at once), each with its own keep-alive ``http.client`` connection (the lightest client:
-  it shares the 2 cores with the server and the broker, and httpx cost ~9 µs of CPU per event), POST the events as ``application/cloudevents-batch+json`` batches of 100 (bodies
-  serialized with orjson before the clock starts); every answer must be 202 with ``accepted == 100``.
+  it shares the 2 cores with the server and the broker, and httpx cost ~9 µs of CPU per event), POST the events
+  as ``application/cloudevents-batch+json`` batches of 100 (bodies serialized with orjson before the clock starts);
+  every answer must be 202 with ``accepted == 100``.
 * **single events**: one client POSTs single structured events (``application/cloudevents+json``) one after the
   other; p50/p99/max of the request time.
 
@@ -166,12 +167,12 @@ def post_batches(url: str, secret: str, bodies: list[bytes], sizes: list[int], c
     latencies: list[float] = []
     failures: list[str] = []
     start = threading.Barrier(concurrency + 1)
-    host, port = httpx.URL(url).host, httpx.URL(url).port
+    address = httpx.URL(url)
     headers = {"authorization": f"Bearer {secret}", "content-type": BATCH_CONTENT_TYPE}
 
     def run(k: int) -> None:
         mine = []
-        conn = http.client.HTTPConnection(host, port, timeout=60)
+        conn = http.client.HTTPConnection(address.host, address.port, timeout=60)
         try:
             conn.request("GET", "/health")  # connect before the clock starts
             conn.getresponse().read()
