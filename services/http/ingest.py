@@ -74,8 +74,8 @@ class Ingest:
         with self._lock:
             if self._producer is None:
                 # linger.ms stays at the producer's 5 ms: librdkafka sends one partition per produce request, and a
-                # request's events spread over most partitions, so lingering longer is what batches concurrent
-                # requests' records per partition (16 clients on the ingest bench: 44-53k events/s at 2 ms, 52-61k at 5 ms).
+                # request's events spread over most partitions, so lingering is what batches concurrent requests'
+                # records per partition (16 clients on the ingest bench: 44-53k events/s at 2 ms, 52-61k at 5 ms).
                 self._producer = kafka.producer(self._bootstrap, **{"delivery.timeout.ms": self._delivery_ms})
                 self._poller = threading.Thread(target=self._poll, name="ingest-deliveries", daemon=True)
                 self._poller.start()
