@@ -9,6 +9,7 @@ and turns a failure of that loop into a crash of the worker (exit code 1, nothin
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import threading
 import time
@@ -85,6 +86,8 @@ def _settle(future: asyncio.Future, error: BaseException | None) -> None:
 
 def run(config: WorkerConfig, on_ready: Callable[[], None] = lambda: None, loglevel: str = "warning") -> None:
     """Run the worker until a signal stops it; exits the process (0 after a clean stop, 1 after a failure)."""
+    # A crash in native code (librdkafka, chdb, RocksDB) then leaves every thread's Python stack in the log.
+    faulthandler.enable()
     create_topics(config.bootstrap, config.topics, config.partitions)
     client = connect(config.store_url)
     migrate(client)
@@ -99,4 +102,9 @@ def run(config: WorkerConfig, on_ready: Callable[[], None] = lambda: None, logle
     worker = faust.Worker(app, ProjectionService(loop, config.stall_seconds), loglevel=loglevel.upper(), quiet=True,
                           redirect_stdouts=False)
     worker.spinner = None  # no terminal spinner (it writes cursor codes even to a log file): one ready line says it
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()  # exits (SystemExit) once the consume loop has stopped
+    finally:
+        # An embedded ClickHouse (chdb) can crash the interpreter's exit when a connection is left open
+        # (chdb-io/chdb-core#177): a worker that stopped cleanly must not end with SIGSEGV.
+        client.close()

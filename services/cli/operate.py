@@ -160,6 +160,8 @@ def worker(loglevel: Annotated[str, typer.Option("--log-level", "--loglevel",
         run(settings.worker_config(), ready, loglevel)
     except ConnectionError as exc:
         fail(str(exc))
+    finally:
+        server.stop()  # its store connections closed before the interpreter exits (see consumers.worker.service)
 
 
 def http_app(settings: Settings):
