@@ -33,6 +33,7 @@ class Replays:
         self._lock = threading.Lock()
         self._client = None  # for drop-old and verify; each rebuild has a client of its own
         self.current: Rebuild | None = None
+        self._thread: threading.Thread | None = None
 
     def _store(self):
         with self._lock:
@@ -44,9 +45,16 @@ class Replays:
             if self.current is not None and self.current.progress.state in ("starting", "rebuilding", "switching"):
                 raise ReplayError(f"a rebuild of {self.current.name} is already running")
             self.current = new_rebuild(self._settings, name)
-            threading.Thread(target=self.run_quietly, args=(self.current,), name=f"replay-{name}",
-                             daemon=True).start()
+            self._thread = threading.Thread(target=self._run, args=(self.current,), name=f"replay-{name}",
+                                            daemon=True)
+            self._thread.start()
             return self.current.progress
+
+    def _run(self, rebuild: Rebuild) -> None:
+        try:
+            self.run_quietly(rebuild)
+        finally:
+            rebuild.client.close()  # one connection per rebuild, and a worker runs many in its life
 
     @staticmethod
     def run_quietly(rebuild: Rebuild) -> None:
@@ -64,6 +72,17 @@ class Replays:
             return False
         self.current.cancel()
         return True
+
+    def close(self) -> None:
+        """Cancel a running rebuild (it resumes from its checkpoint when started again) and close the store
+        connections: an embedded store must not have one open when the process exits (chdb-io/chdb-core#177)."""
+        if self._thread is not None and self._thread.is_alive():
+            self.current.cancel()
+            self._thread.join(10)
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def drop_old(self, name: str) -> bool:
         return drop_old(self._store(), name)

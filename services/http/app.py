@@ -126,7 +126,7 @@ def create_app(settings: Settings, *, pool: ReadPool | None = None, ingestor: in
 
     app = FastAPI(title="omnitrail", version="1", responses=ERRORS, redoc_url=None,
                   description="CloudEvents ingest for channel producers and read-only projections for analysts.")
-    app.state.close = lambda: (pool.close(), ingestor.close())
+    app.state.close = lambda: (pool.close(), ingestor.close(), replays.close())
     app.add_middleware(Guard, hosts=allowed_hosts(settings))
 
     @app.exception_handler(StarletteHTTPException)

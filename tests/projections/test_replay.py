@@ -215,3 +215,29 @@ def test_each_batch_of_a_rebuild_runs_in_its_batch_scope(settings):
     assert not any(enabled for enabled, _ in seen)  # no cyclic collection within a batch
     assert gc.isenabled()
     client.close()
+
+
+def test_a_stopped_http_service_holds_no_store_connection(settings):
+    """A rebuild, reads and a parity check through the HTTP service, then the service stops: another process can
+    open the embedded store, so no connection of it (read pool, rebuild, drop-old/verify) outlives the service. An
+    embedded ClickHouse may crash the interpreter's exit when one does (chdb-io/chdb-core#177)."""
+    import httpx
+
+    from services.http.app import create_app
+    from services.http.server import HttpServer
+
+    if not settings.store_url.startswith("chdb://"):
+        pytest.skip("only an embedded store is owned by one process")
+    published(settings, ["hc-1"])
+    server = HttpServer(create_app(settings), "127.0.0.1", 0).start()  # as the worker runs it
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            assert api.post("/v1/replay/timeline").status_code == 202
+            wait_until(lambda: api.get("/v1/replay").json()["replay"]["state"] == "done", timeout=60)
+            assert len(api.get("/v1/timeline/hc-1").json()["rows"]) == 10
+            assert api.get("/v1/replay/timeline/verify").status_code == 200
+    finally:
+        server.stop()
+    probe = subprocess.run([sys.executable, "-c", "import sys; from projections.store import connect; "
+                            "connect(sys.argv[1]).close()", settings.store_url], capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr[-500:]
