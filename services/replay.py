@@ -77,7 +77,7 @@ class Replays:
         """Cancel a running rebuild (it resumes from its checkpoint when started again) and close the store
         connections: an embedded store must not have one open when the process exits (chdb-io/chdb-core#177)."""
         if self._thread is not None and self._thread.is_alive():
-            self.current.cancel()
+            self.cancel()
             self._thread.join(10)
         with self._lock:
             if self._client is not None:
