@@ -44,6 +44,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 from typing import NamedTuple
 
 import msgspec
@@ -110,6 +111,21 @@ def new_state() -> dict:
     return {"w": {}, "ids": {}, "p": {}}
 
 
+class _Dispatch:
+    """The projections (given with what to call for each) that act on an event, by the event's name."""
+
+    def __init__(self, projections: list[tuple[Projection | StatefulProjection, tuple]]):
+        self._projections = projections
+        self._by_name: dict[str, list[tuple]] = {}
+
+    def of(self, name: str) -> list[tuple]:
+        chosen = self._by_name.get(name)
+        if chosen is None:
+            chosen = self._by_name[name] = [call for p, call in self._projections
+                                            if p.handles is None or name in p.handles]
+        return chosen
+
+
 class Engine:
     def __init__(self, projections: Sequence[Projection] | None = None,
                  stateful: Sequence[StatefulProjection] | None = None, rules: Rules = Rules(), conflicts: bool = True):
@@ -127,20 +143,20 @@ class Engine:
         # Bound once per batch: per event and projection, a dict item ``+=`` and attribute lookups cost more than
         # most projections' own work.
         failed, rules, derived = out.failed, self.rules, out.derived.extend
-        stateless = [(p.name, p.project, rows[p.table].extend) for p in self.projections]
+        stateless = _Dispatch([(p, (p.name, p.project, rows[p.table].extend)) for p in self.projections])
         for i in fresh:
             event, origin = records[i].event, records[i].origin
-            for name, project, store in stateless:
+            for name, project, store in stateless.of(event.name):
                 try:
                     store(project(event, origin))
                 except Exception as exc:
                     failed[i] = f"projection {name} failed: {type(exc).__name__}: {exc}"
         if self.stateful:
-            stateful = [(p.name, p.fold, rows[p.table].extend) for p in self.stateful]
+            stateful = _Dispatch([(p, (p.name, p.fold, rows[p.table].extend)) for p in self.stateful])
             for i in sorted(fresh, key=lambda i: (records[i].event.subject, records[i].event.time)):
                 event, origin = records[i].event, records[i].origin
                 folds = states[event.subject]["p"]
-                for name, fold, store in stateful:
+                for name, fold, store in stateful.of(event.name):
                     state = folds.get(name)
                     try:
                         state, new_rows, new_events = fold({} if state is None else state, event, origin, rules)
@@ -167,7 +183,8 @@ class Engine:
         rows = dict(applied.rows)
         for p in self.stateful:
             if p.versioned_key and p.table in rows:
-                rows[p.table] = list({tuple(r[k] for k in p.versioned_key): r for r in rows[p.table]}.values())
+                key = itemgetter(*p.versioned_key)
+                rows[p.table] = list({key(r): r for r in rows[p.table]}.values())
         return {table: to_arrow(r, schemas[table]) for table, r in rows.items()}
 
     def _new_records(self, records: Sequence[Record], states: dict[str, dict], out: Applied) -> list[int]:

@@ -25,13 +25,14 @@ class Projection:
     table: str
     schema: pa.Schema
     project: Callable[[Event, Origin], list[dict]]
+    handles: frozenset[str] | None = None  # the event names it makes rows of; None: every event (as StatefulProjection)
 
 
 PROJECTIONS: dict[str, Projection] = {p.name: p for p in [
     Projection("timeline", timeline.TABLE, timeline.SCHEMA, timeline.project),
-    Projection("quotes", quotes.TABLE, quotes.SCHEMA, quotes.project),
-    Projection("feedback", feedback.TABLE, feedback.SCHEMA, feedback.project),
-    Projection("identities", identities.TABLE, identities.SCHEMA, identities.project),
+    Projection("quotes", quotes.TABLE, quotes.SCHEMA, quotes.project, quotes.TELLING),
+    Projection("feedback", feedback.TABLE, feedback.SCHEMA, feedback.project, feedback.HANDLES),
+    Projection("identities", identities.TABLE, identities.SCHEMA, identities.project, identities.HANDLES),
 ]}
 STATEFUL: dict[str, StatefulProjection] = {p.name: p for p in [
     flags.PROJECTION, consistency.PROJECTION, journeys.PROJECTION,

@@ -44,5 +44,10 @@ class StatefulProjection:
     # For a table that keeps the newest ``version`` per key (ReplacingMergeTree(version)): the key columns. Rows
     # of one key are folded with growing versions, so a batch stores only its last row of each key.
     versioned_key: tuple[str, ...] = ()
+    # The event names the fold acts on; None: every event. The engine calls the fold for these only (the others
+    # would return the state unchanged, with no rows and no events): most events concern one or two projections,
+    # and a call that does nothing cost ~0.5 µs per event and projection. Taken from the fold's own dispatch
+    # table, so the two cannot disagree.
+    handles: frozenset[str] | None = None
 
 

@@ -14,10 +14,17 @@ Per batch, in this order (a crash anywhere replays from the last commit, and eve
 5. dead letters, derived events and forwarded records are delivered (the broker acknowledged each);
 6. the changed states are kept in memory until the next checkpoint.
 
+Steps 4 and 5 run on a thread of their own while the loop reads, decodes and folds the next batch: the store's
+insert and the broker's acknowledgements are waits outside the interpreter (chdb releases the GIL while it
+inserts), about a tenth of a batch's time. One batch is in flight at most: the next one's rows are not handed over
+before the previous one's were stored and delivered, so rows and derived events keep the batches' order, and a
+failure surfaces at the next hand-over.
+
 A checkpoint (every ``checkpoint_seconds`` or ``checkpoint_records``, when partitions are revoked, and at a clean
-stop) writes the changed states to the changelog and the local store, then commits the offsets read. The group
-uses range assignment: with every topic at the same partition count, one worker owns partition ``p`` of all of
-them, hence all of the customers whose key hashes to ``p``.
+stop) first waits for the batch in flight, then writes the changed states to the changelog and the local store,
+then commits the offsets read: no state is written, nor offset committed, before every effect of the records it
+covers was stored and delivered. The group uses range assignment: with every topic at the same partition count,
+one worker owns partition ``p`` of all of them, hence all of the customers whose key hashes to ``p``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
@@ -84,12 +92,15 @@ class ConsumeLoop:
         self.states = StateStore(config.state_dir / "states" / config.group, self.topics.changelog)
         self.offsets = Offsets()
         self.collector = BatchCollector()
+        self._storer = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._in_flight: Future | None = None  # the last batch's store and delivery (see the module docstring)
         self.stopping = threading.Event()
         self.ready = threading.Event()
         self._stop_by = float("inf")
         # True while a batch or a checkpoint is under way. If one fails half-way, the states in memory may hold
         # effects that were not delivered, so nothing of them may be checkpointed or committed after it (closing
-        # the consumer revokes the partitions, which would otherwise checkpoint them).
+        # the consumer revokes the partitions, which would otherwise checkpoint them). A batch in flight fails at
+        # the next hand-over or checkpoint, which sets this first.
         self._unfinished = False
         self.records = 0                  # records processed since start, for status and benchmarks
         self._since_checkpoint = 0
@@ -119,6 +130,9 @@ class ConsumeLoop:
             log.warning("stopping with the last batch or checkpoint unfinished (%s): the records since the last "
                         "commit are processed again on the next start", exc)
         finally:
+            if self._in_flight is not None and not self.stopping.is_set():
+                self.stop()  # failing: the batch in flight waits no longer than a stop does
+            self._storer.shutdown()  # before the consumer closes: its revocation must not race the batch in flight
             self.consumer.close()
             self.outbox.close()
             self.states.close()
@@ -165,14 +179,25 @@ class ConsumeLoop:
         # A customer without a state is started afresh by the engine.
         states = {c: s for c, p in owners.items() if (s := self.states.get(p, c)) is not None}
         applied = self.engine.apply(records, states)
-        self.sink.write(self.engine.tables(applied))
+        tables = self.engine.tables(applied)
         dead += [(read[i], records[i].origin, reason) for i, reason in sorted(applied.failed.items())]
-        self._deliver(dead, applied.derived, forward)
+        self._settle()
+        self._in_flight = self._storer.submit(self._store, tables, dead, applied.derived, forward)
         for customer in applied.changed:
             self.states.changed(owners[customer], customer, states[customer])
         self.records += len(messages)
         self._since_checkpoint += len(messages)
         self._unfinished = False
+
+    def _settle(self) -> None:
+        """Wait for the batch in flight to be stored and delivered; raise what it failed with."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+    def _store(self, tables, dead, derived, forward) -> None:
+        self.sink.write(tables)
+        self._deliver(dead, derived, forward)
 
     def _deliver(self, dead, derived, forward) -> None:
         """Send dead letters, derived events and forwarded records; return once the broker acknowledged all."""
@@ -206,6 +231,7 @@ class ConsumeLoop:
     # --- checkpoints and partition ownership ---------------------------------------------------------------------
     def checkpoint(self) -> None:
         self._unfinished = True
+        self._settle()
         self.states.checkpoint_to(self.outbox)
         positions = self.offsets.to_commit()
         if positions:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from projections.origin import Origin
-from projections.quotes.fold import told
+from projections.quotes.fold import TELLING, told
 from projections.rules import Rules
 from projections.stateful import Folded, StatefulProjection
 from schemas.derived import ConsistencyViolated, ToldValue
@@ -145,4 +145,4 @@ def _set_oldest(state: dict, oldest: int | None) -> None:
         state["oldest"] = oldest
 
 
-PROJECTION = StatefulProjection("consistency", TABLE, SCHEMA, fold)
+PROJECTION = StatefulProjection("consistency", TABLE, SCHEMA, fold, handles=TELLING)

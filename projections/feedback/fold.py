@@ -24,6 +24,7 @@ SCHEMA = pa.schema([
 
 
 _FEEDBACK = ev.FeedbackGiven.name
+HANDLES = frozenset({_FEEDBACK})
 
 
 def project(event: Event, origin: Origin) -> list[dict]:

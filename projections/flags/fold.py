@@ -202,4 +202,5 @@ def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
     return apply(state, event, origin, rules)
 
 
-PROJECTION = StatefulProjection("flags", TABLE, SCHEMA, fold, versioned_key=("customer_id", "address_hash"))
+PROJECTION = StatefulProjection("flags", TABLE, SCHEMA, fold, versioned_key=("customer_id", "address_hash"),
+                                handles=frozenset(_FOLDS))

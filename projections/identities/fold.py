@@ -50,6 +50,9 @@ _LINKS: dict[str, Callable[..., list[tuple[str, str]]]] = {
 }
 
 
+HANDLES = frozenset(_LINKS)
+
+
 def links(event: Event) -> list[tuple[str, str]]:
     """``(identifier, link | unlink)`` for each identifier the event links to or unlinks from its customer."""
     found = _LINKS.get(event.name)

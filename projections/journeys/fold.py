@@ -283,4 +283,5 @@ def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
     return Folded(state, [snapshot(j, event, origin, t)])
 
 
-PROJECTION = StatefulProjection("journeys", TABLE, SCHEMA, fold, versioned_key=("customer_id", "journey_id"))
+PROJECTION = StatefulProjection("journeys", TABLE, SCHEMA, fold, versioned_key=("customer_id", "journey_id"),
+                                handles=INTERACTIONS)

@@ -28,6 +28,9 @@ _TOLD = {  # by event name (never the payload's class): pydantic and msgspec-dec
 }
 
 
+TELLING = frozenset(_TOLD)  # the events that tell a value
+
+
 def told(event: Event) -> tuple[str, str, str] | None:
     """``(kind, subject, normalised value)`` when the event tells the customer a price, offer or answer; else None."""
     normalise = _TOLD.get(event.name)

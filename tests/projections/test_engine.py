@@ -150,3 +150,24 @@ def test_the_id_window_survives_the_stores_json_round_trip():
         stored = orjson.loads(orjson.dumps(stored))
         engine.apply(records(many[i:i + 50], start=i), stored)
     assert list(stored["c-1"]["ids"].items()) == list(kept["c-1"]["ids"].items())
+
+
+def test_a_projection_ignores_every_event_outside_what_it_handles():
+    """The engine calls a projection only for the event names it ``handles``: for any other event the projection
+    must do nothing at all, or skipping it would lose rows, derived events or state. Checked on every event type
+    the simulator makes, and on the derived events its traffic yields."""
+    from services.simulate import simulate
+
+    events = simulate(60, 20, seed=5).events
+    derived = Engine().apply(records(events), {}).derived
+    names = {e.name for e in [*events, *derived]}
+    assert len(names) >= 20 and {e.name for e in derived}  # the simulator covers (nearly) the whole catalogue
+    for p in PROJECTIONS.values():
+        outside = [e for e in [*events, *derived] if p.handles is not None and e.name not in p.handles]
+        assert all(p.project(e, Origin("t", 0, 0)) == [] for e in outside), p.name
+    for p in STATEFUL.values():
+        for e in (e for e in [*events, *derived] if p.handles is not None and e.name not in p.handles):
+            state = {"sentinel": [1]}
+            folded = p.fold(state, e, Origin("t", 0, 0), Engine().rules)
+            assert (folded.state, list(folded.rows), list(folded.derived)) == ({"sentinel": [1]}, [], []), \
+                (p.name, e.name)
