@@ -30,7 +30,7 @@ class Projection:
 
 PROJECTIONS: dict[str, Projection] = {p.name: p for p in [
     Projection("timeline", timeline.TABLE, timeline.SCHEMA, timeline.project),
-    Projection("quotes", quotes.TABLE, quotes.SCHEMA, quotes.project, quotes.TELLING),
+    Projection("quotes", quotes.TABLE, quotes.SCHEMA, quotes.project, quotes.HANDLES),
     Projection("feedback", feedback.TABLE, feedback.SCHEMA, feedback.project, feedback.HANDLES),
     Projection("identities", identities.TABLE, identities.SCHEMA, identities.project, identities.HANDLES),
 ]}

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from projections.origin import Origin
-from projections.quotes.fold import TELLING, told
+from projections.quotes.fold import HANDLES as TELLING, told
 from projections.rules import Rules
 from projections.stateful import Folded, StatefulProjection
 from schemas.derived import ConsistencyViolated, ToldValue

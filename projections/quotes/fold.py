@@ -28,7 +28,7 @@ _TOLD = {  # by event name (never the payload's class): pydantic and msgspec-dec
 }
 
 
-TELLING = frozenset(_TOLD)  # the events that tell a value
+HANDLES = frozenset(_TOLD)  # the events that tell a value
 
 
 def told(event: Event) -> tuple[str, str, str] | None:
