@@ -33,6 +33,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from consumers.kafka import partition_for
+from consumers.worker.loop import fetch_settings
 from projections.store import connect
 from schemas.codec import Record
 from schemas.envelope import Event
@@ -461,10 +462,10 @@ def cpu_between(samples: list[tuple[float, float]], t0: float, t1: float) -> flo
 _IDLE_CONSUMER = """
 import sys
 from consumers import kafka
+from consumers.worker.loop import fetch_settings
 bootstrap, group, batch, wait, *topics = sys.argv[1:]
 c = kafka.consumer(bootstrap, group, **{
-    "partition.assignment.strategy": "range", "auto.offset.reset": "latest",
-    "max.partition.fetch.bytes": 4 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024})
+    "partition.assignment.strategy": "range", "auto.offset.reset": "latest", **fetch_settings(int(batch))})
 assigned = []
 c.subscribe(topics, on_assign=lambda consumer, parts: assigned.append(len(parts)))
 while not assigned:
@@ -596,8 +597,8 @@ def raw_projection(settings: Settings, n: int, store_url: str, progress: Progres
 def _raw_once(client, table: str, settings: Settings, n: int, progress: Progress, label: str) -> dict:
     """Bare consume of the channel topics + Arrow insert of minimal rows, in the bench process.
 
-    A confluent-kafka ``Consumer`` (partitions assigned, no group join) reads in batches of ``batch_size`` (as
-    the worker does) and inserts minimal rows (key, id header, broker timestamp, origin, raw value; no decode,
+    A confluent-kafka ``Consumer`` (partitions assigned, no group join) fetches like the worker's and reads in
+    batches of ``batch_size`` (as the worker does) and inserts minimal rows (key, id header, broker timestamp, origin, raw value; no decode,
     validation or summary) with the same ``insert_arrow`` call into a scratch ``ReplacingMergeTree`` with the
     same ``projected_at`` stamp, so its steady rate is computed like the worker's."""
     client.command(f"""CREATE TABLE {table} (
@@ -609,7 +610,7 @@ def _raw_once(client, table: str, settings: Settings, n: int, progress: Progress
                         ("offset", pa.uint64()), ("data", pa.string())])
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "omnitrail-bench-raw",
                          "enable.auto.commit": False, "log.connection.close": False,
-                         "max.partition.fetch.bytes": 4 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024})
+                         **fetch_settings(settings.batch_size)})
     task = progress.add_task(label, total=n)
     got, t0, cpu0 = 0, time.time(), cpu_seconds(os.getpid())
     try:

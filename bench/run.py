@@ -21,10 +21,10 @@ Publisher, in order, lz4-compressed: noida-db rewrites its whole data file, ~3.5
 on a save after writes, and uncompressed data makes every save cost the phase that writes, i.e. the worker, up to
 half a core). Then:
 
-* *raw baseline*: a bare ``Consumer`` (partitions assigned, no group) reads the channel topics in batches of
-  ``batch_size`` and inserts minimal rows (key, id header, broker timestamp, origin, raw value: no decode,
-  validation, folds or summary) with the same ``insert_arrow`` into a scratch ``ReplacingMergeTree`` of a second
-  chdb dir, in the bench process. It takes seconds where the worker takes a minute, so it runs ``--raw-repeats``
+* *raw baseline*: a bare ``Consumer`` (partitions assigned, no group; the worker's fetch settings) reads the
+  channel topics in batches of ``batch_size`` and inserts minimal rows (key, id header, broker timestamp, origin,
+  raw value: no decode, validation, folds or summary) with the same ``insert_arrow`` into a scratch
+  ``ReplacingMergeTree`` of a second chdb dir, in the bench process. It takes seconds where the worker takes a minute, so it runs ``--raw-repeats``
   times (3) and the run with the median steady rate counts (all rates are in the JSON);
 * *worker*: ``omnitrail worker`` as a subprocess (its own state dir, chdb store and API port). Its consume loop
   reads all channel topics plus ``<prefix>.derived`` and ``<prefix>.repartition`` in batches, runs the engine
@@ -47,7 +47,7 @@ half a core). Then:
 * *idle CPU*: ``checkpoint_seconds`` + 1 s after the last probe, the worker's utime + stime (``/proc/<pid>/stat``,
   all threads) over ``--idle-seconds`` with no traffic, in % of one core, with the busiest threads. Baseline, after
   the worker stopped: an idle bare confluent-kafka consumer subscribed to the same topics like the worker (group,
-  range assignment, fetch sizes, ``consume(batch_size, batch_seconds)``), starting at the partitions' ends. On
+  range assignment, fetch settings, ``consume(batch_size, batch_seconds)``), starting at the partitions' ends. On
   noida-db it is far from 0: the broker answers an empty Fetch at once instead of holding it for
   ``fetch.wait.max.ms``, so any idle consumer spins (thousands of fetches/s in librdkafka's broker thread).
 * *idle CPU on a broker that holds empty fetches* (scenario ``idle``, the target): the same measurement with a

@@ -67,6 +67,18 @@ def forwarded_origin(headers) -> Origin | None:
         return None
 
 
+def fetch_settings(batch_size: int) -> dict:
+    """How the worker's consumer fetches (the raw baseline in ``bench`` fetches alike).
+
+    It prefetches about two batches (librdkafka applies the limit to the consumer's one queue) and looks again every
+    20 ms once there. With librdkafka's defaults (100k records, then a 1 s pause) the client read a whole backlog
+    ahead of the loop; once it has fetched to the end of every partition, a broker that answers an empty Fetch at
+    once instead of holding it (noida-db; Kafka holds it for ``fetch.wait.max.ms``) keeps client and broker in a
+    loop of Fetches: measured, ~1 core while the loop still had half the backlog to fold."""
+    return {"max.partition.fetch.bytes": 4 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024,
+            "queued.min.messages": 2 * batch_size, "fetch.queue.backoff.ms": 20}
+
+
 class ConsumeLoop:
     def __init__(self, config: WorkerConfig, engine: Engine, sink: Sink, on_ready: Callable[[], None] = lambda: None):
         self.config, self.engine, self.sink, self._on_ready = config, engine, sink, on_ready
@@ -76,8 +88,7 @@ class ConsumeLoop:
             "group.instance.id": config.instance_id,
             "partition.assignment.strategy": "range",  # partition p of every topic to one worker (see above)
             "session.timeout.ms": config.session_timeout_ms,
-            "max.partition.fetch.bytes": 4 * 1024 * 1024,
-            "fetch.max.bytes": 64 * 1024 * 1024,
+            **fetch_settings(config.batch_size),
         })
         # Not idempotent: every record the worker writes is idempotent for its readers (derived events keep their
         # ids, the changelog's latest state per key wins), while an idempotent producer fails fatally whenever the

@@ -112,28 +112,6 @@ _CONTACTS = {  # event name -> (event, channel value) -> contact key or None
 }
 
 
-def contact_key(event: Event) -> str | None:
-    """The identity of the customer-initiated contact this event starts or continues, if any."""
-    key = _CONTACTS.get(event.name)
-    return None if key is None else key(event, _CHANNEL_VALUE[event.channel])
-
-
-def is_feedback(event: Event) -> bool:
-    return _is_feedback(event.name, _CHANNEL_VALUE[event.channel])
-
-
-def _is_feedback(name: str, channel: str) -> bool:
-    return name == FEEDBACK_GIVEN or channel == SURVEY
-
-
-def resolves(event: Event) -> bool:
-    return _resolves(event.name, event)
-
-
-def _resolves(name: str, event: Event) -> bool:
-    return name == CASE_RESOLVED or (name == CALL_ENDED and event.data.resolved)
-
-
 def _assign(state: dict, event: Event, t: int, rules: Rules) -> str:
     """The id of the journey the event belongs to (existing or new)."""
     if event.correlationid:
@@ -164,7 +142,8 @@ def _step_time(step: list) -> int:
 def _step(j: dict, t: int, channel: str) -> None:
     """Insert a contact step in time order, keeping the switch count and each channel's first step."""
     steps = j["steps"]
-    i = bisect_right(steps, t, key=_step_time)
+    # after every step at or before ``t``; usually the last, as events mostly arrive in time order
+    i = len(steps) if not steps or steps[-1][0] <= t else bisect_right(steps, t, key=_step_time)
     before = steps[i - 1][1] if i else None
     after = steps[i][1] if i < len(steps) else None
     if before is not None and after is not None and before != after:
@@ -248,7 +227,9 @@ def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
     name = event.name
     if name not in INTERACTIONS:
         return Folded(state)  # a derived event (from the derived topic) is a conclusion, not an interaction
-    journeys = state.setdefault("journeys", {})
+    journeys = state.get("journeys")
+    if journeys is None:
+        journeys = state["journeys"] = {}
     clock = state["clock"] = state.get("clock", 0) + 1
     t, channel = micros(event.time), _CHANNEL_VALUE[event.channel]
     journey_id = _assign(state, event, t, rules)
@@ -260,20 +241,22 @@ def fold(state: dict, event: Event, origin: Origin, rules: Rules) -> Folded:
     if t > j["last_at"]:
         j["last_at"] = t
     j["touched"], j["version"] = clock, j["version"] + 1
-    if not _is_feedback(name, channel):
+    if name != FEEDBACK_GIVEN and channel != SURVEY:  # feedback measures the journey: not a contact step
         _step(j, t, channel)
     contact = _CONTACTS.get(name)
     if contact is not None and (key := contact(event, channel)) is not None:
         j["contacts"][key] = True
     if name == CALL_TRANSFERRED:
         j["transfers"] += 1
-    if _resolves(name, event) and (j["resolved_at"] is None or t < j["resolved_at"]):
-        j["resolved_at"] = t
-    if name in _RESPONSES:
+    elif name == CASE_RESOLVED or (name == CALL_ENDED and event.data.resolved):  # resolution is sticky
+        if j["resolved_at"] is None or t < j["resolved_at"]:
+            j["resolved_at"] = t
+    elif name in _RESPONSES:
         _respond(j, event, name, channel, t)
-    # Only this journey's activity grew, so the most recently active one is it or the one before.
+    # Only this journey's activity grew, so the most recently active one is it or the one before. ``touched`` is
+    # this fold's clock, the highest, so by ``_activity`` this journey is the latest unless it ended earlier.
     latest = journeys.get(state.get("latest"))
-    if latest is None or _activity(j) >= _activity(latest):
+    if latest is None or j["last_at"] >= latest["last_at"]:
         state["latest"] = journey_id
     if len(journeys) > JOURNEY_LIMIT:
         oldest = min((x for x in journeys.values() if x is not j), key=_activity)
