@@ -141,6 +141,8 @@ def alerts(follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep wai
     """Derived events (flags, cleared flags, mail to flagged addresses, violations), each with the team to act."""
     import uuid
 
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
     from projections.timeline.fold import summary
     from schemas.codec import DecodeError, decode
 
@@ -148,11 +150,16 @@ def alerts(follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep wai
 
     settings = load_settings()
     require_kafka(settings)
-    consumer = kafka.consumer(settings.kafka_bootstrap, f"alerts-{uuid.uuid4().hex}",
-                              **{"session.timeout.ms": settings.session_timeout_ms})
-    consumer.subscribe([settings.derived_topic])
+    # Assigned, not subscribed: a reader that commits nothing needs no consumer group. It starts reading without
+    # waiting for a group join, and leaves no group behind on the broker for every time it ran.
+    consumer = kafka.consumer(settings.kafka_bootstrap, f"alerts-{uuid.uuid4().hex}")
     idle = 0.0
     try:
+        topic = consumer.list_topics(settings.derived_topic, timeout=10).topics.get(settings.derived_topic)
+        if topic is None or topic.error is not None:
+            fail(f"the alerts topic {settings.derived_topic} does not exist yet: start a worker "
+                 "(`omnitrail worker`) or create the topics (`omnitrail topics`)")
+        consumer.assign([TopicPartition(topic.topic, p, OFFSET_BEGINNING) for p in sorted(topic.partitions)])
         while follow or idle < 3.0:  # without --follow: stop once the topic has been quiet for 3 s
             messages = consumer.consume(100, 0.5)
             idle = 0.0 if messages else idle + 0.5

@@ -16,9 +16,17 @@ from tests.support.worker import run_cli, settings_env
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
+def _sigint_as_in_a_terminal() -> None:  # runs in the child between fork and exec
+    # A shell starts a background job with SIGINT ignored, and children inherit that: under `make test &` the
+    # command would ignore the Ctrl-C below (Python installs its KeyboardInterrupt handler only over the default).
+    # A terminal's Ctrl-C reaches a foreground command with SIGINT at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_alerts_follow_shows_new_alerts_with_their_team(settings, worker):
     follow = subprocess.Popen([sys.executable, "-m", "services", "alerts", "--follow"], env=settings_env(settings),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_sigint_as_in_a_terminal)
     try:
         time.sleep(1)
         with Publisher(settings) as publisher:
@@ -39,3 +47,11 @@ def test_alerts_follow_shows_new_alerts_with_their_team(settings, worker):
     # Without --follow it prints what is there and stops once the topic is quiet.
     once = run_cli(settings, "alerts", "--json")
     assert once.returncode == 0 and len(once.stdout.splitlines()) == 4
+
+
+def test_alerts_before_any_topic_exists_names_the_fix(settings):
+    fresh = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}-none"})
+    result = run_cli(fresh, "alerts")
+    assert result.returncode == 1
+    assert f"the alerts topic {fresh.derived_topic} does not exist yet" in result.stderr
+    assert "omnitrail worker" in result.stderr
