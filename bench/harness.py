@@ -598,9 +598,9 @@ def _raw_once(client, table: str, settings: Settings, n: int, progress: Progress
     """Bare consume of the channel topics + Arrow insert of minimal rows, in the bench process.
 
     A confluent-kafka ``Consumer`` (partitions assigned, no group join) fetches like the worker's and reads in
-    batches of ``batch_size`` (as the worker does) and inserts minimal rows (key, id header, broker timestamp, origin, raw value; no decode,
-    validation or summary) with the same ``insert_arrow`` call into a scratch ``ReplacingMergeTree`` with the
-    same ``projected_at`` stamp, so its steady rate is computed like the worker's."""
+    batches of ``batch_size`` (as the worker does) and inserts minimal rows (key, id header, broker timestamp,
+    origin, raw value; no decode, validation or summary) with the same ``insert_arrow`` call into a scratch
+    ``ReplacingMergeTree`` with the same ``projected_at`` stamp, so its steady rate is computed like the worker's."""
     client.command(f"""CREATE TABLE {table} (
         customer_id String, time DateTime64(3, 'UTC'), event_id String, topic LowCardinality(String),
         partition UInt32, offset UInt64, data String, projected_at DateTime64(3, 'UTC') DEFAULT now64(3))

@@ -24,8 +24,9 @@ half a core). Then:
 * *raw baseline*: a bare ``Consumer`` (partitions assigned, no group; the worker's fetch settings) reads the
   channel topics in batches of ``batch_size`` and inserts minimal rows (key, id header, broker timestamp, origin,
   raw value: no decode, validation, folds or summary) with the same ``insert_arrow`` into a scratch
-  ``ReplacingMergeTree`` of a second chdb dir, in the bench process. It takes seconds where the worker takes a minute, so it runs ``--raw-repeats``
-  times (3) and the run with the median steady rate counts (all rates are in the JSON);
+  ``ReplacingMergeTree`` of a second chdb dir, in the bench process. It takes seconds where the worker takes a
+  minute, so it runs ``--raw-repeats`` times (3) and the run with the median steady rate counts (all rates are in
+  the JSON);
 * *worker*: ``omnitrail worker`` as a subprocess (its own state dir, chdb store and API port). Its consume loop
   reads all channel topics plus ``<prefix>.derived`` and ``<prefix>.repartition`` in batches, runs the engine
   (decode, validation, every projection's rows and folds), inserts Arrow into chdb, publishes derived events, and
