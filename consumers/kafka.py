@@ -84,6 +84,12 @@ def ensure_topics(bootstrap: str, topics: dict[str, dict[str, str]], partitions:
     return missing
 
 
+def partitions_of(client: Consumer, topic: str, timeout: float) -> list[int] | None:
+    """The partition numbers of ``topic``, in order; None if the broker does not know the topic."""
+    meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
+    return None if meta is None or meta.error is not None else sorted(meta.partitions)
+
+
 def require(bootstrap: str, timeout: float = 5.0) -> None:
     """Raise ``ConnectionError`` naming the fix unless a broker at ``bootstrap`` answers within ``timeout``: a
     command then says so at once, instead of waiting out librdkafka's own timeouts (30 s and more)."""

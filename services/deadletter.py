@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from consumers import kafka
 from consumers.deadletter import AT, OFFSET, PARTITION, REASON, REPLAYED_FROM, TOPIC
 from services.settings import Settings
 
@@ -142,12 +143,12 @@ def _consumer(settings: Settings, group: str) -> Consumer:
 
 def _partitions(consumer: Consumer, topic: str, timeout: float) -> list[int]:
     try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        partitions = kafka.partitions_of(consumer, topic, timeout)
     except KafkaException as exc:
         raise DeadLetterError(f"cannot reach Kafka: {exc}") from None
-    if meta is None or meta.error is not None or not meta.partitions:
+    if not partitions:
         raise DeadLetterError(f"dead-letter topic {topic} does not exist (run `omnitrail topics`)")
-    return sorted(meta.partitions)
+    return partitions
 
 
 def _header(headers: list[tuple[str, bytes]], name: str) -> str | None:

@@ -73,11 +73,11 @@ def dead_letter_count(settings: Settings, timeout: float = 5.0) -> int:
     """Records on the dead-letter topic (all that were ever set aside; the topic keeps them all)."""
     consumer = kafka.consumer(settings.kafka_bootstrap, f"omnitrail-status-{uuid.uuid4().hex[:6]}")
     try:
-        topic = consumer.list_topics(settings.topics.deadletter, timeout=timeout).topics.get(settings.topics.deadletter)
-        if topic is None or topic.error is not None:
+        partitions = kafka.partitions_of(consumer, settings.topics.deadletter, timeout)
+        if partitions is None:
             return 0
-        marks = [consumer.get_watermark_offsets(TopicPartition(topic.topic, p), timeout=timeout)
-                 for p in topic.partitions]
+        marks = [consumer.get_watermark_offsets(TopicPartition(settings.topics.deadletter, p), timeout=timeout)
+                 for p in partitions]
         return sum(high - low for low, high in marks)
     except KafkaException as exc:
         raise ConnectionError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None

@@ -155,11 +155,11 @@ def alerts(follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep wai
     consumer = kafka.consumer(settings.kafka_bootstrap, f"alerts-{uuid.uuid4().hex}")
     idle = 0.0
     try:
-        topic = consumer.list_topics(settings.derived_topic, timeout=10).topics.get(settings.derived_topic)
-        if topic is None or topic.error is not None:
+        partitions = kafka.partitions_of(consumer, settings.derived_topic, timeout=10)
+        if partitions is None:
             fail(f"the alerts topic {settings.derived_topic} does not exist yet: start a worker "
                  "(`omnitrail worker`) or create the topics (`omnitrail topics`)")
-        consumer.assign([TopicPartition(topic.topic, p, OFFSET_BEGINNING) for p in sorted(topic.partitions)])
+        consumer.assign([TopicPartition(settings.derived_topic, p, OFFSET_BEGINNING) for p in partitions])
         while follow or idle < 3.0:  # without --follow: stop once the topic has been quiet for 3 s
             messages = consumer.consume(100, 0.5)
             idle = 0.0 if messages else idle + 0.5
